@@ -1,0 +1,134 @@
+"""`make dev`: Redis (embedded unless CELERY_BROKER_URL is set), a worker, the API and Flower.
+
+Runs in the foreground; Ctrl-C (SIGINT) or SIGTERM stops every child it started.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from celery_harder.local_processes import (
+    ProcessExited,
+    free_port,
+    port_open,
+    redis_command,
+    start_process,
+    stop_process,
+    wait_until,
+)
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT = 60.0
+
+
+class Stack:
+    """The children started so far, stopped in reverse order."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        proc = start_process(cmd, log=self.workdir / f"{name}.log", env=env, cwd=self.workdir)
+        self.children.append((name, proc))
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc in self.children:
+            if proc.poll() is not None:
+                raise ProcessExited(f"{name} exited with {proc.returncode}; see {name}.log")
+
+    def stop(self) -> None:
+        for _name, proc in reversed(self.children):
+            stop_process(proc, timeout=30)
+
+
+def wait_http(stack: Stack, url: str, what: str) -> None:
+    def ok() -> bool:
+        stack.check_alive()
+        return httpx.get(url, timeout=1).status_code == 200
+
+    wait_until(ok, READY_TIMEOUT, what, interval=0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--flower-port", type=int, default=5555)
+    parser.add_argument("--workdir", type=Path, default=Path("dev-stack"))
+    parser.add_argument("--concurrency", type=int, default=2)
+    ns = parser.parse_args(argv)
+    workdir = ns.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = Stack(workdir)
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    env = {
+        "CELERY_HARDER_DATA_DIR": str(workdir / "data"),
+        "CELERY_HARDER_HEARTBEAT_FILE": str(workdir / "worker.heartbeat"),
+    }
+    try:
+        broker = os.environ.get("CELERY_BROKER_URL")
+        if not broker:
+            port = 6379 if not port_open(6379) else free_port()
+            stack.start("redis", redis_command(port, workdir), env)
+            broker = f"redis://127.0.0.1:{port}/0"
+            wait_until(lambda: port_open(port), READY_TIMEOUT, "redis-server")
+        env["CELERY_BROKER_URL"] = broker
+        stack.start(
+            "worker",
+            [str(BIN / "celery"), "-A", "background.celery.celery_app", "worker",
+             "--pool=prefork", f"--concurrency={ns.concurrency}", "--loglevel=INFO"],
+            env,
+        )
+        stack.start(
+            "api",
+            [str(BIN / "uvicorn"), "celery_harder_api.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(ns.api_port)],
+            env,
+        )
+        stack.start(
+            "flower",
+            [str(BIN / "celery"), "-A", "background.celery.celery_app", "flower",
+             "--address=127.0.0.1", f"--port={ns.flower_port}"],
+            env,
+        )
+        api = f"http://127.0.0.1:{ns.api_port}"
+        flower = f"http://127.0.0.1:{ns.flower_port}"
+        wait_http(stack, api + "/readyz", "API")
+        wait_http(stack, flower + "/healthcheck", "Flower")
+        wait_until(
+            lambda: (stack.check_alive(), (workdir / "worker.heartbeat").exists())[1],
+            READY_TIMEOUT, "worker",
+        )
+        print(f"celery-harder is up (logs in {workdir}):", flush=True)
+        print(f"  API     {api}  (docs {api}/docs)", flush=True)
+        print(f"  Flower  {flower}", flush=True)
+        print(f"  Redis   {broker}", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            stack.check_alive()
+            time.sleep(0.5)  # supervision tick, not synchronisation
+    except (ProcessExited, TimeoutError) as exc:
+        print(f"make dev: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("stopping…", flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

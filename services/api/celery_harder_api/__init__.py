@@ -1,0 +1,1 @@
+"""celery-harder's HTTP API."""

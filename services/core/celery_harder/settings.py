@@ -1,0 +1,68 @@
+"""Process configuration read from environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+class Settings(BaseSettings):
+    """Every setting celery-harder reads; the README's configuration table mirrors it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CELERY_HARDER_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    broker_url: str = Field(
+        DEFAULT_REDIS_URL,
+        validation_alias=AliasChoices("CELERY_BROKER_URL"),
+        description="Redis URL of the Celery broker (the seed's name).",
+    )
+    result_backend: str | None = Field(
+        None,
+        validation_alias=AliasChoices("CELERY_RESULT_BACKEND"),
+        description="Redis URL of the result backend; defaults to the broker URL.",
+    )
+    queue: str = Field("celery", description="Queue the worker consumes and clients send to.")
+    visibility_timeout: int = Field(
+        3600, ge=1, description="Seconds before an unacknowledged message is redelivered."
+    )
+    result_expires: int = Field(
+        86400, ge=60, description="Seconds results, issued ids and workflow records are kept."
+    )
+    task_time_limit: int = Field(300, ge=1, description="Hard per-task time limit in seconds.")
+    task_soft_time_limit: int = Field(270, ge=1, description="Soft per-task time limit in seconds.")
+    soft_shutdown_timeout: float = Field(
+        30.0, ge=0, description="Seconds of soft shutdown before a cold shutdown gives up on tasks."
+    )
+    max_deliveries: int = Field(
+        5, ge=1, description="Times one task id may start before it is failed instead of rerun."
+    )
+    heartbeat_file: Path = Field(
+        Path("/tmp/celery-harder/worker.heartbeat"),
+        description="File the worker touches while it consumes; the liveness probe reads it.",
+    )
+    heartbeat_interval: float = Field(
+        5.0, gt=0, description="Seconds between heartbeat touches."
+    )
+    data_dir: Path = Field(Path("data"), description="Directory document reports are written to.")
+    redis_timeout: float = Field(
+        2.0, gt=0, description="Seconds to wait for Redis before answering 503."
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body the API accepts (413 above)."
+    )
+
+    @property
+    def result_backend_url(self) -> str:
+        """The result backend URL, falling back to the broker's."""
+        return self.result_backend or self.broker_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The Celery worker package, laid out as in the seed."""

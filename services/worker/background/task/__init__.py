@@ -1,0 +1,1 @@
+"""Task modules listed in `background.celery.celery_app`'s include."""

@@ -1,0 +1,44 @@
+"""Session fixtures that start the real stack: redis-server, a prefork worker, uvicorn."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.stack import (
+    ApiServer,
+    RedisServer,
+    StackEnv,
+    Worker,
+    running_api,
+    running_redis,
+    running_worker,
+)
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def redis_server(stack_dir: Path) -> Iterator[RedisServer]:
+    with running_redis(stack_dir / "redis") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server: RedisServer, stack_dir: Path) -> StackEnv:
+    return StackEnv(broker_url=redis_server.url(0), workdir=stack_dir)
+
+
+@pytest.fixture(scope="session")
+def worker(stack: StackEnv) -> Iterator[Worker]:
+    with running_worker(stack, "w1", concurrency=2) as w:
+        yield w
+
+
+@pytest.fixture(scope="session")
+def api(stack: StackEnv, worker: Worker) -> Iterator[ApiServer]:
+    with running_api(stack) as server:
+        yield server

@@ -1,0 +1,63 @@
+"""T0: settings and the shared Celery configuration."""
+
+from pathlib import Path
+
+import pytest
+
+from celery_harder.celery_config import celery_config, create_celery_app
+from celery_harder.settings import Settings
+
+
+def test_seed_variable_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://b:1/0")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://r:2/1")
+    monkeypatch.setenv("CELERY_HARDER_QUEUE", "jobs")
+    settings = Settings()
+    assert (settings.broker_url, settings.result_backend_url, settings.queue) == (
+        "redis://b:1/0", "redis://r:2/1", "jobs"
+    )
+
+
+def test_result_backend_defaults_to_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CELERY_RESULT_BACKEND", raising=False)
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://b:1/0")
+    assert Settings().result_backend_url == "redis://b:1/0"
+
+
+def test_configuration_choices() -> None:
+    conf = celery_config(Settings(visibility_timeout=1234, soft_shutdown_timeout=7))
+    assert conf["accept_content"] == ["json"] and conf["result_accept_content"] == ["json"]
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1 and conf["worker_disable_prefetch"]
+    assert conf["broker_transport_options"]["visibility_timeout"] == 1234
+    assert conf["result_backend_transport_options"]["visibility_timeout"] == 1234
+    assert conf["worker_soft_shutdown_timeout"] == 7
+    assert conf["task_track_started"] and conf["worker_send_task_events"]
+    assert conf["task_send_sent_event"] and conf["broker_connection_retry_on_startup"]
+
+
+def test_app_refuses_pickle() -> None:
+    app = create_celery_app("t", Settings())
+    assert "pickle" not in app.conf.accept_content
+    assert app.conf.task_serializer == "json"
+
+
+def test_worker_registers_every_catalog_task() -> None:
+    from background.celery import celery_app  # noqa: PLC0415
+    from celery_harder.catalog import CATALOG  # noqa: PLC0415
+
+    celery_app.loader.import_default_modules()
+    registered = {n for n in celery_app.tasks if not n.startswith("celery.")}
+    assert registered == set(CATALOG)
+
+
+def test_heartbeat_freshness(tmp_path: Path) -> None:
+    from background.heartbeat import is_fresh, main, touch  # noqa: PLC0415
+
+    beat = tmp_path / "hb"
+    assert not is_fresh(beat, 60)
+    touch(beat)
+    assert is_fresh(beat, 60)
+    assert not is_fresh(beat, 60, now=beat.stat().st_mtime + 61)
+    assert main(["--file", str(beat), "--max-age", "60"]) == 0
+    assert main(["--file", str(tmp_path / "missing")]) == 1
