@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Build a local Kubernetes control plane (kube-apiserver + etcd) for the T2 tests.
+#
+# No Debian package, PyPI wheel or npm package carries kube-apiserver, so it is
+# built from the Go module k8s.io/kubernetes through the Go module proxy. That
+# module can only be used as a dependency with a `replace` for every staging
+# module (k8s.io/api, k8s.io/apiserver, ...) pinned to v0.X.Y for v1.X.Y
+# (kubernetes#79384); the list is taken from the release's own go.mod
+# (its `=> ./staging/...` lines), so it follows the version.
+#
+# etcd is built the same way from go.etcd.io/etcd/server/v3 (its main package),
+# by default at the version k8s.io/kubernetes itself depends on. That needs only
+# the Go proxy, which this script needs anyway, and gives the etcd the apiserver
+# release was tested with (Debian bookworm's etcd-server is 3.4). ETCD_SOURCE=apt
+# uses Debian's etcd-server instead.
+#
+# Output (cached, keyed by version; a warm machine skips the build):
+#   ~/.cache/celery-harder/control-plane/<K8S_VERSION>/kube-apiserver
+#   ~/.cache/celery-harder/control-plane/<K8S_VERSION>/etcd
+#   ~/.cache/celery-harder/control-plane/<K8S_VERSION>/VERSIONS
+# Go caches: ~/.cache/celery-harder/go/{build,mod}
+#
+# Environment:
+#   K8S_VERSION   default v1.35.4 (matches kubectl v1.35)
+#   ETCD_VERSION  default: the go.etcd.io/etcd/server/v3 version in that release's go.mod
+#   ETCD_SOURCE   go (default) | apt
+#   GO            go binary (default: go on PATH, else /usr/local/go/bin/go)
+#   CELERY_HARDER_CACHE  cache root (default ~/.cache/celery-harder)
+#   FORCE=1       rebuild even if cached
+# Prints the two binary paths on stdout (KUBE_APISERVER=..., ETCD=...); progress on stderr.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.35.4}"
+ETCD_SOURCE="${ETCD_SOURCE:-go}"
+CACHE_ROOT="${CELERY_HARDER_CACHE:-$HOME/.cache/celery-harder}"
+OUT="$CACHE_ROOT/control-plane/$K8S_VERSION"
+WORK="$CACHE_ROOT/control-plane/work-$K8S_VERSION"
+
+START=$(date +%s)
+log() { printf '[build-control-plane +%4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
+die() { printf '[build-control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ "$K8S_VERSION" =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "K8S_VERSION must look like v1.X.Y, got '$K8S_VERSION'"
+K8S_MINOR="${BASH_REMATCH[1]}"
+STAGING_VERSION="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
+
+# ---------------------------------------------------------------- Go setup
+if [[ -z "${GO:-}" ]]; then
+  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
+  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
+  else die "no Go toolchain: put go on PATH or set GO=/path/to/go (Go >= 1.25 is needed for Kubernetes $K8S_VERSION)"
+  fi
+fi
+export GOCACHE="${GOCACHE_OVERRIDE:-$CACHE_ROOT/go/build}"
+export GOMODCACHE="${GOMODCACHE_OVERRIDE:-$CACHE_ROOT/go/mod}"
+export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
+export GOTOOLCHAIN=local      # never download a toolchain
+export CGO_ENABLED=0
+export GO111MODULE=on
+export GOWORK=off
+unset GOOS GOARCH GOPATH_OVERRIDE 2>/dev/null || true
+
+# run CMD..., with its output in a log; on failure print the log tail and die
+run() {
+  local what="$1"; shift
+  local logf="$WORK/$(printf '%s' "$what" | tr -c 'a-zA-Z0-9' '_').log"
+  if ! "$@" >"$logf" 2>&1; then
+    echo "----- last 60 lines of $logf -----" >&2
+    tail -n 60 "$logf" >&2
+    echo "-----" >&2
+    die "$what failed: $*"
+  fi
+}
+
+cached_ok() {
+  [[ "${FORCE:-0}" != 1 ]] || return 1
+  [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -f "$OUT/VERSIONS" ]] || return 1
+  "$OUT/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION" || return 1
+  "$OUT/etcd" --version >/dev/null 2>&1 || return 1
+  if [[ -n "${ETCD_VERSION:-}" ]]; then
+    grep -qx "etcd=$ETCD_VERSION" "$OUT/VERSIONS" || return 1
+  fi
+  return 0
+}
+
+if cached_ok; then
+  log "cached: $OUT ($(tr '\n' ' ' < "$OUT/VERSIONS"))"
+  printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$OUT/kube-apiserver" "$OUT/etcd"
+  exit 0
+fi
+
+mkdir -p "$OUT" "$WORK"
+log "go: $("$GO" version)"
+log "GOCACHE=$GOCACHE GOMODCACHE=$GOMODCACHE GOFLAGS='$GOFLAGS'"
+
+# --------------------------------------------------------- kube-apiserver
+build_apiserver() {
+  local dir="$WORK/kube-apiserver"
+  rm -rf "$dir"; mkdir -p "$dir"
+  log "fetching k8s.io/kubernetes@$K8S_VERSION go.mod"
+  local modjson
+  modjson="$(cd "$dir" && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" 2>&1)" \
+    || die "go mod download k8s.io/kubernetes@$K8S_VERSION failed: $modjson"
+  local gomod
+  gomod="$(printf '%s' "$modjson" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  [[ -f "$gomod" ]] || die "could not find the go.mod of k8s.io/kubernetes@$K8S_VERSION in: $modjson"
+
+  # every `k8s.io/foo => ./staging/src/k8s.io/foo` line of the release's go.mod
+  local staging
+  staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._/-]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$gomod")"
+  [[ -n "$staging" ]] || die "no ./staging replace lines found in $gomod"
+  ETCD_FROM_K8S="$(sed -n 's#^[[:space:]]*go\.etcd\.io/etcd/server/v3[[:space:]]\{1,\}\(v[0-9.]*\).*#\1#p' "$gomod" | head -n1)"
+  log "$(echo "$staging" | wc -l) staging modules, pinned to $STAGING_VERSION"
+
+  {
+    echo "module celery-harder.local/control-plane/kube-apiserver"
+    echo
+    echo "go $(sed -n 's/^go \([0-9.]*\).*/\1/p' "$gomod")"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    while read -r m; do echo "	$m => $m $STAGING_VERSION"; done <<<"$staging"
+    echo ")"
+  } > "$dir/go.mod"
+
+  log "resolving dependencies (go get k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION)"
+  (cd "$dir" && run "go get kube-apiserver" "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION")
+
+  local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  local ldflags="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$K8S_MINOR"
+    ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
+  done
+  log "compiling kube-apiserver $K8S_VERSION (cold: ~4 min on 2 fast cores, longer on slow ones; log: $WORK/go_build_kube_apiserver.log)"
+  (cd "$dir" && run "go build kube-apiserver" "$GO" build -v -ldflags "$ldflags" \
+      -o "$OUT/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
+  mv -f "$OUT/kube-apiserver.new" "$OUT/kube-apiserver"
+  local v; v="$("$OUT/kube-apiserver" --version 2>&1)" || die "built kube-apiserver does not run: $v"
+  log "built $OUT/kube-apiserver: $v, $(du -h "$OUT/kube-apiserver" | cut -f1)"
+}
+
+# --------------------------------------------------------------------- etcd
+build_etcd_go() {
+  local ver="$1" dir="$WORK/etcd"
+  rm -rf "$dir"; mkdir -p "$dir"
+  printf 'module celery-harder.local/control-plane/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ver" > "$dir/go.mod"
+  log "resolving go.etcd.io/etcd/server/v3@$ver"
+  (cd "$dir" && run "go get etcd" "$GO" get "go.etcd.io/etcd/server/v3@$ver")
+  log "compiling etcd $ver"
+  (cd "$dir" && run "go build etcd" "$GO" build -v -ldflags "-s -w" \
+      -o "$OUT/etcd.new" go.etcd.io/etcd/server/v3)
+  mv -f "$OUT/etcd.new" "$OUT/etcd"
+}
+
+install_etcd_apt() {
+  if ! command -v etcd >/dev/null 2>&1 || [[ "$(command -v etcd)" != /usr/bin/etcd ]]; then
+    command -v apt-get >/dev/null 2>&1 || die "ETCD_SOURCE=apt but there is no apt-get"
+    log "apt-get update && apt-get install etcd-server"
+    run "apt-get update" apt-get update
+    run "apt-get install etcd-server" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server
+    # the package starts a system etcd on :2379; the tests start their own on free ports
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+  fi
+  ln -sfn /usr/bin/etcd "$OUT/etcd"
+}
+
+ETCD_FROM_K8S=""
+build_apiserver
+case "$ETCD_SOURCE" in
+  go)  ETCD_VERSION="${ETCD_VERSION:-${ETCD_FROM_K8S:-v3.6.5}}"; build_etcd_go "$ETCD_VERSION" ;;
+  apt) install_etcd_apt; ETCD_VERSION="apt" ;;
+  *)   die "ETCD_SOURCE must be go or apt, got '$ETCD_SOURCE'" ;;
+esac
+ev="$("$OUT/etcd" --version 2>&1)" || die "etcd does not run: $ev"
+log "etcd: $(echo "$ev" | head -n1), $(du -hL "$OUT/etcd" | cut -f1)"
+
+printf 'kubernetes=%s\netcd=%s\n' "$K8S_VERSION" "$ETCD_VERSION" > "$OUT/VERSIONS"
+log "done in $(( $(date +%s) - START ))s: $OUT"
+printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$OUT/kube-apiserver" "$OUT/etcd"
