@@ -1,0 +1,46 @@
+"""T2 fixtures: a real kube-apiserver + etcd started by the tests (see tests/support/kube.py).
+
+The binaries come from `bash scripts/build-control-plane.sh` (kube-apiserver, etcd) and
+`bash scripts/install-k8s-tools.sh` (kubectl); `make test` runs both first. When they are
+missing the fixtures fail (never skip) and say which command to run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.kube import REPO_ROOT, ControlPlane, MissingBinaryError
+
+CRD_PATH = REPO_ROOT / "charts" / "celery-harder" / "crds" / "taskworkflows.celery-harder.io.yaml"
+CRD_NAME = "taskworkflows.celery-harder.io"
+
+
+@pytest.fixture(scope="session")
+def kube_api():
+    """A running control plane: .kubeconfig, .server, .kubectl(*args), .apply(...), .env()."""
+    try:
+        cp = ControlPlane()
+    except MissingBinaryError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    cp.start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture(scope="session")
+def taskworkflow_crd(kube_api) -> Path:
+    """The TaskWorkflow CRD from the chart, applied and Established."""
+    kube_api.kubectl("apply", "-f", str(CRD_PATH))
+    kube_api.wait_for_crd(CRD_NAME)
+    return CRD_PATH
+
+
+@pytest.fixture
+def kube_namespace(kube_api) -> str:
+    """A fresh namespace per test (namespaces are never deleted: no namespace controller runs)."""
+    return kube_api.create_namespace(f"t-{uuid.uuid4().hex[:10]}")
