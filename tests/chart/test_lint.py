@@ -1,0 +1,17 @@
+"""`helm lint --strict` with helm 4 and helm 3, on the defaults and on every matrix case."""
+import pytest
+
+from .chartlib import CHART, HELMS, MATRIX, VALUES_DIR, run_helm
+
+
+@pytest.mark.parametrize("helm", sorted(HELMS))
+def test_lint_strict_defaults(helm):
+    proc = run_helm(helm, "lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("case", MATRIX)
+@pytest.mark.parametrize("helm", sorted(HELMS))
+def test_lint_strict_matrix(helm, case):
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(VALUES_DIR / f"{case}.yaml"))
+    assert "0 chart(s) failed" in proc.stdout, proc.stdout
