@@ -1,0 +1,304 @@
+"""T3: the three images build from their Dockerfiles and their entrypoints run.
+
+Proof tier T3 (DESIGN.md): images built with ``buildah bud --isolation chroot``
+over a local stand-in for ``python:3.11-slim-bookworm`` (scripts/build-images.sh
+says how it differs from the real base); processes started from each image's
+root filesystem with ``buildah run --isolation chroot``. Chroot isolation has no
+PID namespace, so "PID 1 gets SIGTERM" is shown by the exec-form entrypoint (no
+shell in the image config), by the entrypoint process being the direct child of
+buildah's exec helper, and by sending SIGTERM to that process alone.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import json
+import os
+import re
+import signal
+import stat
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from tests.images.harness import (
+    APP_UID,
+    BASE_IMAGE,
+    REPO_ROOT,
+    REPORT,
+    SERVICES,
+    WorkingContainer,
+    children,
+    cmdline,
+    free_port,
+    image_command,
+    image_config,
+    parse_size,
+    ppid_of,
+    wait_until,
+)
+
+Factory = Callable[[str], WorkingContainer]
+
+SHELLS = {"sh", "bash", "dash", "ash", "zsh", "busybox", "tini", "dumb-init", "env"}
+COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "tcc", "ld", "as", "make")
+EXPECTED_PORTS = {"api": "8000/tcp", "worker": "5555/tcp", "operator": "8080/tcp"}
+ENTRYPOINT_PROGRAM = {"api": "uvicorn", "worker": "celery", "operator": "kopf"}
+# Installed only because the stand-in base's Python is 3.11.2 (see the pin test).
+STAND_IN_ONLY = {"async-timeout"}
+# Far above their real sizes; catches a toolchain or a cache slipping into an image.
+MAX_IMAGE_BYTES = 600 * 10**6
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.status, resp.read()
+
+
+def redis_env(url: str) -> dict[str, str]:
+    return {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
+
+
+# ------------------------------------------------------------------ image configs
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_config(built_images: dict[str, str], service: str) -> None:
+    cfg = image_config(built_images[service])
+
+    user = cfg.get("User", "")
+    assert user == f"{APP_UID}:{APP_UID}", f"{service} runs as {user!r}"
+
+    entrypoint = cfg.get("Entrypoint")
+    cmd = cfg.get("Cmd")
+    assert isinstance(entrypoint, list) and entrypoint, f"{service}: no exec-form ENTRYPOINT"
+    assert isinstance(cmd, list), f"{service}: CMD is not exec form"
+    assert Path(entrypoint[0]).name == ENTRYPOINT_PROGRAM[service]
+    assert Path(entrypoint[0]).name not in SHELLS
+    assert "-c" not in entrypoint, f"{service}: shell-style entrypoint {entrypoint}"
+
+    env = dict(item.split("=", 1) for item in cfg.get("Env", []))
+    assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
+    assert env.get("PIP_NO_CACHE_DIR") == "1"
+    assert env.get("PATH", "").startswith("/opt/venv/bin:")
+
+    assert EXPECTED_PORTS[service] in (cfg.get("ExposedPorts") or {})
+    assert cfg.get("StopSignal") in ("SIGTERM", "15")
+
+    labels = cfg.get("Labels") or {}
+    for key in ("title", "description", "version", "revision", "base.name"):
+        assert labels.get(f"org.opencontainers.image.{key}"), f"{service}: no OCI label {key}"
+    assert labels["org.opencontainers.image.title"] == f"celery-harder-{service}"
+
+
+def _pip_caches(root: Path) -> list[str]:
+    found = []
+    for dirpath, dirnames, _files in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        if rel.parts[:1] in (("proc",), ("sys",), ("dev",)):
+            dirnames[:] = []
+        elif rel.name == "pip" and rel.parent.name == ".cache":
+            found.append(f"/{rel}")
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_has_no_compilers_caches_or_sources(
+    built_images: dict[str, str], container_factory: Factory, service: str
+) -> None:
+    root = container_factory(built_images[service]).mount()
+
+    for directory in ("usr/bin", "usr/local/bin", "bin", "opt/venv/bin"):
+        for name in COMPILERS:
+            # lexists: absolute symlinks in the image must not be resolved on the host.
+            assert not os.path.lexists(root / directory / name), f"{service}: /{directory}/{name}"
+    assert not list((root / "usr/bin").glob("*-linux-gnu-gcc*")), f"{service}: a gcc in /usr/bin"
+    assert not os.path.lexists(root / "usr/include/python3.11/Python.h"), f"{service}: headers"
+
+    assert not _pip_caches(root), f"{service}: pip caches in the image: {_pip_caches(root)}"
+    assert not (root / "src").exists(), f"{service}: build sources (/src) in the final image"
+
+    venv = root / "opt/venv"
+    assert os.path.lexists(venv / "bin/python")
+    mode = venv.stat()
+    assert mode.st_uid == 0, "the venv must belong to root"
+    assert not mode.st_mode & (stat.S_IWOTH | stat.S_IWGRP), "venv writable by the app"
+    site = venv / "lib/python3.11/site-packages"
+    assert list(site.glob("celery_harder_core-*.dist-info")), f"{service}: core not installed"
+    assert not list(site.glob("__editable__*")), f"{service}: editable install in the image"
+
+    assert (root / "home/app").stat().st_uid == APP_UID
+    assert f"app:x:{APP_UID}:{APP_UID}:" in (root / "etc/passwd").read_text()
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _constraints() -> dict[str, str]:
+    pins = {}
+    for raw in (REPO_ROOT / "requirements" / "constraints.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[_normalize(name.split("[", 1)[0])] = version.split(";", 1)[0].strip()
+    return pins
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_image_dependencies_are_the_pinned_ones(
+    built_images: dict[str, str], container_factory: Factory, service: str
+) -> None:
+    """Every distribution in the image's venv is pinned in requirements/constraints.txt."""
+    root = container_factory(built_images[service]).mount()
+    site = root / "opt/venv/lib/python3.11/site-packages"
+    pins = _constraints()
+    # The venv's own tooling and the project's packages are not third-party pins.
+    own = {"pip", "setuptools", "wheel"}
+    if image_config(BASE_IMAGE).get("Labels", {}).get("org.celery-harder.stand-in"):
+        # redis requires async-timeout only when python_full_version < "3.11.3": the
+        # stand-in base has Debian's Python 3.11.2, the real python:3.11-slim a later 3.11.
+        own |= STAND_IN_ONLY
+    unpinned, mismatched = [], []
+    for dist in sorted(site.glob("*.dist-info")):
+        meta = email.parser.HeaderParser().parsestr((dist / "METADATA").read_text())
+        name, version = _normalize(meta["Name"]), meta["Version"]
+        if name in own or name.startswith("celery-harder-"):
+            continue
+        if name not in pins:
+            unpinned.append(f"{name}=={version}")
+        elif pins[name] != version:
+            mismatched.append(f"{name}: image {version}, constraints {pins[name]}")
+    assert not unpinned, f"{service}: not pinned in constraints.txt: {unpinned}"
+    assert not mismatched, f"{service}: versions differ from constraints.txt: {mismatched}"
+
+
+def test_image_sizes(built_images: dict[str, str], record_property) -> None:
+    sizes = REPORT["sizes"]
+    lines = []
+    for service, ref in built_images.items():
+        size = sizes.get(ref)
+        assert size, f"{ref} not in `buildah images`"
+        assert parse_size(size) < MAX_IMAGE_BYTES, f"{ref} is {size}"
+        record_property(f"image_size_{service}", size)
+        lines.append(f"{ref}: {size}")
+    print("image sizes: " + "; ".join(lines))
+    print(json.dumps({ref: image_config(ref).get("Entrypoint") for ref in built_images.values()}))
+
+
+# ------------------------------------------------------------------ entrypoints
+
+
+def test_api_entrypoint_answers_healthz(
+    built_images: dict[str, str], container_factory: Factory, redis_url: str
+) -> None:
+    image = built_images["api"]
+    port = free_port()
+    argv = image_command(image, ["--host", "127.0.0.1", "--port", str(port)])
+    proc = container_factory(image).start(argv, env=redis_env(redis_url))
+
+    def healthy() -> bool:
+        if not proc.alive():
+            proc.fail(f"the API exited with {proc.popen.returncode} before answering")
+        return http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+    try:
+        wait_until(healthy, 90, what="GET /healthz == 200 from the api image")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
+
+    pid = proc.entrypoint_pid()
+    parent = cmdline(ppid_of(pid))
+    assert Path(parent[0]).name.startswith("buildah"), f"uvicorn's parent is {parent}"
+    assert "uvicorn" in " ".join(cmdline(pid))
+
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not proc.alive(), 30, what="uvicorn to exit on SIGTERM")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
+    assert "Shutting down" in proc.output(), proc.output()[-3000:]
+
+
+def test_worker_entrypoint_runs_add_and_shuts_down_warm(
+    built_images: dict[str, str], container_factory: Factory, redis_url: str
+) -> None:
+    image = built_images["worker"]
+    ctr = container_factory(image)
+    env = redis_env(redis_url)
+    proc = ctr.start(image_command(image), env=env)  # ENTRYPOINT + CMD as the image says
+
+    client = Celery("t3-client", broker=redis_url, backend=redis_url)
+    try:
+        result = client.send_task("add", args=[2, 3])
+        try:
+            value = result.get(timeout=120)
+        except Exception as exc:  # noqa: BLE001 - report with the worker's log
+            proc.fail(f"add(2, 3) did not come back from the worker image: {exc!r}")
+        assert value == 5
+    finally:
+        client.close()
+
+    # The liveness exec-probe the chart uses, run in the same container.
+    def heartbeat_ok() -> bool:
+        if not proc.alive():
+            proc.fail("the worker exited")
+        probe = ["python", "-m", "background.heartbeat", "--max-age", "60"]
+        return ctr.exec(probe, env=env, timeout=60).returncode == 0
+
+    try:
+        wait_until(heartbeat_ok, 60, interval=1, what="background.heartbeat --max-age 60")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
+
+    main_pid = proc.entrypoint_pid()
+    parent = cmdline(ppid_of(main_pid))
+    assert Path(parent[0]).name.startswith("buildah"), f"Celery main process's parent: {parent}"
+    assert "celery" in " ".join(cmdline(main_pid))
+    assert children(main_pid), "no prefork pool processes under the Celery main process"
+
+    # SIGTERM to the main process alone, as the kubelet sends it to PID 1.
+    os.kill(main_pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not proc.alive(), 60, what="the worker to exit on SIGTERM")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
+    out = proc.output()
+    assert "Warm shutdown" in out, out[-3000:]
+    assert "WorkerLostError" not in out, out[-3000:]
+    assert proc.popen.returncode == 0, out[-3000:]
+
+
+def test_flower_runs_from_the_worker_image(
+    built_images: dict[str, str], container_factory: Factory, redis_url: str
+) -> None:
+    image = built_images["worker"]
+    port = free_port()
+    argv = image_command(image, ["flower", f"--port={port}", "--address=127.0.0.1"])
+    proc = container_factory(image).start(argv, env=redis_env(redis_url))
+
+    def healthy() -> bool:
+        if not proc.alive():
+            proc.fail(f"flower exited with {proc.popen.returncode}")
+        return http_get(f"http://127.0.0.1:{port}/healthcheck")[0] == 200
+
+    try:
+        wait_until(healthy, 90, what="flower /healthcheck == 200")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
+
+
+def test_operator_image_runs_kopf(built_images: dict[str, str], container_factory: Factory) -> None:
+    image = built_images["operator"]
+    ctr = container_factory(image)
+    cfg = image_config(image)
+    done = ctr.exec([*cfg["Entrypoint"], "--version"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kopf" in (done.stdout + done.stderr).lower()
+
+    module = cfg["Cmd"][cfg["Cmd"].index("-m") + 1]
+    done = ctr.exec(["python", "-c", f"import {module}"])
+    assert done.returncode == 0, done.stdout + done.stderr
