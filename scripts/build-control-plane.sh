@@ -51,14 +51,14 @@ if [[ -z "${GO:-}" ]]; then
   else die "no Go toolchain: put go on PATH or set GO=/path/to/go (Go >= 1.25 is needed for Kubernetes $K8S_VERSION)"
   fi
 fi
-export GOCACHE="${GOCACHE_OVERRIDE:-$CACHE_ROOT/go/build}"
-export GOMODCACHE="${GOMODCACHE_OVERRIDE:-$CACHE_ROOT/go/mod}"
+export GOCACHE="$CACHE_ROOT/go/build"
+export GOMODCACHE="$CACHE_ROOT/go/mod"
 export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
 export GOTOOLCHAIN=local      # never download a toolchain
 export CGO_ENABLED=0
 export GO111MODULE=on
 export GOWORK=off
-unset GOOS GOARCH GOPATH_OVERRIDE 2>/dev/null || true
+unset GOOS GOARCH              # binaries for this host
 
 # run CMD..., with its output in a log; on failure print the log tail and die
 run() {
@@ -77,8 +77,12 @@ cached_ok() {
   [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -f "$OUT/VERSIONS" ]] || return 1
   "$OUT/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION" || return 1
   "$OUT/etcd" --version >/dev/null 2>&1 || return 1
-  if [[ -n "${ETCD_VERSION:-}" ]]; then
+  if [[ "$ETCD_SOURCE" == apt ]]; then
+    grep -qx "etcd=apt" "$OUT/VERSIONS" || return 1
+  elif [[ -n "${ETCD_VERSION:-}" ]]; then
     grep -qx "etcd=$ETCD_VERSION" "$OUT/VERSIONS" || return 1
+  else
+    ! grep -qx "etcd=apt" "$OUT/VERSIONS" || return 1
   fi
   return 0
 }
@@ -90,6 +94,19 @@ if cached_ok; then
 fi
 
 mkdir -p "$OUT" "$WORK"
+# one build per version at a time (two `make test` runs may start together)
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE_ROOT/control-plane/.lock-$K8S_VERSION"
+  if ! flock -n 9; then
+    log "another build of $K8S_VERSION is running; waiting for it"
+    flock 9
+  fi
+  if cached_ok; then
+    log "built meanwhile by another run: $OUT"
+    printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$OUT/kube-apiserver" "$OUT/etcd"
+    exit 0
+  fi
+fi
 log "go: $("$GO" version)"
 log "GOCACHE=$GOCACHE GOMODCACHE=$GOMODCACHE GOFLAGS='$GOFLAGS'"
 
