@@ -21,10 +21,13 @@ CRD_NAME = "taskworkflows.celery-harder.io"
 @pytest.fixture(scope="session")
 def kube_api():
     """A running control plane: .kubeconfig, .server, .kubectl(*args), .apply(...), .env()."""
+    missing = None
     try:
         cp = ControlPlane()
     except MissingBinaryError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    if missing:  # outside the except block: one clear message, no exception chain
+        pytest.fail(missing, pytrace=False)
     cp.start()
     try:
         yield cp
