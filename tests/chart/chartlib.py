@@ -28,7 +28,11 @@ HELMS = {
     "helm3": ("HELM3", [TOOLS / "helm-v3" / "helm", TOOLS / "helm-v3"]),
 }
 
-MATRIX = sorted(p.stem for p in VALUES_DIR.glob("*.yaml"))
+# Matrix cases: tests/chart/values/<case>.yaml, plus the dev-cluster values the
+# skaffold profiles use (charts/celery-harder/ci/<name>-values.yaml -> case "ci-<name>").
+CASE_FILES = {p.stem: p for p in VALUES_DIR.glob("*.yaml")}
+CASE_FILES.update({"ci-" + p.stem.removesuffix("-values"): p for p in (CHART / "ci").glob("*-values.yaml")})
+MATRIX = sorted(CASE_FILES)
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}
 
@@ -112,7 +116,7 @@ def template_args(values_files=(), sets=(), namespace=NAMESPACE) -> list[str]:
 
 @functools.cache
 def render_case(helm: str, case: str) -> Render:
-    proc = run_helm(helm, *template_args([VALUES_DIR / f"{case}.yaml"]))
+    proc = run_helm(helm, *template_args([CASE_FILES[case]]))
     return Render(helm, case, proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d])
 
 

@@ -1,7 +1,7 @@
 """`helm lint --strict` with helm 4 and helm 3, on the defaults and on every matrix case."""
 import pytest
 
-from .chartlib import CHART, HELMS, MATRIX, VALUES_DIR, run_helm
+from .chartlib import CASE_FILES, CHART, HELMS, MATRIX, run_helm
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
@@ -13,5 +13,5 @@ def test_lint_strict_defaults(helm):
 @pytest.mark.parametrize("case", MATRIX)
 @pytest.mark.parametrize("helm", sorted(HELMS))
 def test_lint_strict_matrix(helm, case):
-    proc = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(VALUES_DIR / f"{case}.yaml"))
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(CASE_FILES[case]))
     assert "0 chart(s) failed" in proc.stdout, proc.stdout

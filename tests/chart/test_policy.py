@@ -7,7 +7,7 @@ import yaml
 from .chartlib import (
     HELMS,
     MATRIX,
-    VALUES_DIR,
+    CASE_FILES,
     pod_annotations,
     pod_labels,
     pod_spec,
@@ -29,7 +29,7 @@ def _containers(obj):
 
 
 def _case_values(case):
-    return yaml.safe_load((VALUES_DIR / f"{case}.yaml").read_text()) or {}
+    return yaml.safe_load(CASE_FILES[case].read_text()) or {}
 
 
 def _worker(render):
@@ -402,7 +402,7 @@ def test_flower_basic_auth_from_a_secret(helm):
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
 def test_monitoring_rules_and_dashboard(helm):
-    render = render_case(helm, "kind")
+    render = render_case(helm, "ci-kind")
     (rule,) = render.of_kind("PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"CeleryTaskHighFailRate", "CeleryHighQueueLength", "CeleryWorkerDown"}
