@@ -139,9 +139,27 @@ def test_rejects_node_with_two_kinds(kube_api, taskworkflow_crd, kube_namespace)
     assert "spec.workflow.chain[1]" in err
     assert "a workflow node must have exactly one of task, chain, group, chord" in err
 
+    # every other pair, at levels 1 and 3
+    for node in (
+        {"group": [task("add", 1, 1)], "chord": {"header": [task("add", 1, 1)], "body": task("xsum")}},
+        {"chain": [task("add", 1, 1)], "group": [task("add", 1, 1)]},
+        {"chain": [{"group": [{"task": "add", "group": [task("add", 1, 1)]}]}]},
+    ):
+        err = apply_fails(kube_api, tw(unique("twokinds"), kube_namespace, node))
+        assert "a workflow node must have exactly one of task, chain, group, chord" in err, node
+
     # and a node with no kind at all
     err = apply_fails(kube_api, tw(unique("nokind"), kube_namespace, {"args": [1]}))
     assert "a workflow node must have exactly one of task, chain, group, chord" in err
+
+
+def test_list_bounds(kube_api, taskworkflow_crd, kube_namespace):
+    """Lists hold up to 1000 nodes (the operator's default max_leaves); more is refused."""
+    name = unique("wide")
+    wide = {"group": [task("add", i, i) for i in range(1000)]}
+    kube_api.kubectl("apply", "--server-side", "-f", "-", input=tw(name, kube_namespace, wide))
+    err = apply_fails(kube_api, tw(unique("toowide"), kube_namespace, {"group": wide["group"] + [task("add", 0, 0)]}))
+    assert "spec.workflow.group: Too many: 1001: must have at most 1000 items" in err
 
 
 def test_rejects_missing_workflow(kube_api, taskworkflow_crd, kube_namespace):
