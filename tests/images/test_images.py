@@ -131,6 +131,10 @@ def test_image_has_no_compilers_caches_or_sources(
     assert not list(site.glob("__editable__*")), f"{service}: editable install in the image"
 
     assert (root / "home/app").stat().st_uid == APP_UID
+    # CELERY_HARDER_DATA_DIR (the chart mounts an emptyDir there) is writable by the app.
+    cfg_env = dict(item.split("=", 1) for item in image_config(built_images[service])["Env"])
+    data_dir = root / cfg_env["CELERY_HARDER_DATA_DIR"].lstrip("/")
+    assert data_dir.stat().st_uid == APP_UID, f"{service}: {data_dir} not owned by {APP_UID}"
     assert f"app:x:{APP_UID}:{APP_UID}:" in (root / "etc/passwd").read_text()
 
 
