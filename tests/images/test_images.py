@@ -41,6 +41,8 @@ from tests.images.harness import (
     wait_until,
 )
 
+pytestmark = pytest.mark.t3
+
 Factory = Callable[[str], WorkingContainer]
 
 SHELLS = {"sh", "bash", "dash", "ash", "zsh", "busybox", "tini", "dumb-init", "env"}
