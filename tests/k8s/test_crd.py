@@ -73,7 +73,13 @@ def test_crd_file_is_the_contract():
     assert version["subresources"] == {"status": {}}
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert not status.get("x-kubernetes-preserve-unknown-fields")
-    assert status["properties"]["phase"]["enum"] == ["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+    assert status["properties"]["phase"]["enum"] == [
+        "Pending",
+        "Running",
+        "Succeeded",
+        "Failed",
+        "Cancelled",
+    ]
 
 
 def test_crd_is_established(kube_api, taskworkflow_crd):
@@ -84,8 +90,12 @@ def test_crd_is_established(kube_api, taskworkflow_crd):
     # no NonStructuralSchema / cost-budget complaints
     assert "NonStructuralSchema" not in conditions
     assert crd["status"]["acceptedNames"]["shortNames"] == ["tw"]
-    resources = kube_api.kubectl("api-resources", "--api-group=celery-harder.io", "-o", "wide").stdout
-    assert re.search(r"^taskworkflows\s+tw\s+celery-harder.io/v1alpha1\s+true\s+TaskWorkflow", resources, re.M), resources
+    resources = kube_api.kubectl(
+        "api-resources", "--api-group=celery-harder.io", "-o", "wide"
+    ).stdout
+    assert re.search(
+        r"^taskworkflows\s+tw\s+celery-harder.io/v1alpha1\s+true\s+TaskWorkflow", resources, re.M
+    ), resources
 
 
 # ------------------------------------------------------------ valid resources
@@ -93,7 +103,9 @@ def test_crd_is_established(kube_api, taskworkflow_crd):
 
 def test_apply_valid_chain(kube_api, taskworkflow_crd, kube_namespace):
     name = unique("chain")
-    out = kube_api.kubectl("apply", "-f", "-", input=tw(name, kube_namespace, CHAIN, timeoutSeconds=60)).stdout
+    out = kube_api.kubectl(
+        "apply", "-f", "-", input=tw(name, kube_namespace, CHAIN, timeoutSeconds=60)
+    ).stdout
     assert f"taskworkflow.celery-harder.io/{name} created" in out
     obj = kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)
     assert obj["spec"]["workflow"] == CHAIN  # free-form args kept, nothing pruned
@@ -111,7 +123,9 @@ def test_apply_valid_group_chord_and_deep_nesting(kube_api, taskworkflow_crd, ku
     }
     # 5 levels deep: levels 4+ are kept as-is (preserve-unknown-fields) for the operator to check
     deep = {"chain": [{"group": [{"chain": [{"group": [{"chain": [task("add", 1, 2)]}]}]}]}]}
-    group = {"group": [task("request_info", {"any": ["json", 1, None]}), task("sleep", seconds=0.1)]}
+    group = {
+        "group": [task("request_info", {"any": ["json", 1, None]}), task("sleep", seconds=0.1)]
+    }
     for prefix, wf in (("chord", chord), ("deep", deep), ("group", group)):
         name = unique(prefix)
         kube_api.kubectl("apply", "-f", "-", input=tw(name, kube_namespace, wf))
@@ -125,7 +139,11 @@ def test_apply_valid_group_chord_and_deep_nesting(kube_api, taskworkflow_crd, ku
 def test_rejects_node_with_two_kinds(kube_api, taskworkflow_crd, kube_namespace):
     err = apply_fails(
         kube_api,
-        tw(unique("twokinds"), kube_namespace, {"task": "add", "args": [1, 2], "chain": [task("add", 1, 1)]}),
+        tw(
+            unique("twokinds"),
+            kube_namespace,
+            {"task": "add", "args": [1, 2], "chain": [task("add", 1, 1)]},
+        ),
     )
     assert "is invalid" in err
     assert "spec.workflow" in err
@@ -134,14 +152,21 @@ def test_rejects_node_with_two_kinds(kube_api, taskworkflow_crd, kube_namespace)
     # nested node (level 2) with two kinds: the error names its path
     err = apply_fails(
         kube_api,
-        tw(unique("twokinds"), kube_namespace, {"chain": [task("add", 1, 1), {"group": [task("add", 1, 1)], "task": "mul"}]}),
+        tw(
+            unique("twokinds"),
+            kube_namespace,
+            {"chain": [task("add", 1, 1), {"group": [task("add", 1, 1)], "task": "mul"}]},
+        ),
     )
     assert "spec.workflow.chain[1]" in err
     assert "a workflow node must have exactly one of task, chain, group, chord" in err
 
     # every other pair, at levels 1 and 3
     for node in (
-        {"group": [task("add", 1, 1)], "chord": {"header": [task("add", 1, 1)], "body": task("xsum")}},
+        {
+            "group": [task("add", 1, 1)],
+            "chord": {"header": [task("add", 1, 1)], "body": task("xsum")},
+        },
         {"chain": [task("add", 1, 1)], "group": [task("add", 1, 1)]},
         {"chain": [{"group": [{"task": "add", "group": [task("add", 1, 1)]}]}]},
     ):
@@ -158,7 +183,10 @@ def test_list_bounds(kube_api, taskworkflow_crd, kube_namespace):
     name = unique("wide")
     wide = {"group": [task("add", i, i) for i in range(1000)]}
     kube_api.kubectl("apply", "--server-side", "-f", "-", input=tw(name, kube_namespace, wide))
-    err = apply_fails(kube_api, tw(unique("toowide"), kube_namespace, {"group": wide["group"] + [task("add", 0, 0)]}))
+    err = apply_fails(
+        kube_api,
+        tw(unique("toowide"), kube_namespace, {"group": wide["group"] + [task("add", 0, 0)]}),
+    )
     assert "spec.workflow.group: Too many: 1001: must have at most 1000 items" in err
 
 
@@ -173,7 +201,8 @@ def test_rejects_bad_fields(kube_api, taskworkflow_crd, kube_namespace):
     err = apply_fails(kube_api, tw(unique("emptychain"), kube_namespace, {"chain": []}))
     assert "spec.workflow.chain" in err and "should have at least 1 items" in err
     err = apply_fails(
-        kube_api, tw(unique("chordnobody"), kube_namespace, {"chord": {"header": [task("add", 1, 1)]}})
+        kube_api,
+        tw(unique("chordnobody"), kube_namespace, {"chord": {"header": [task("add", 1, 1)]}}),
     )
     assert "spec.workflow.chord.body: Required value" in err
 
@@ -184,13 +213,21 @@ def test_workflow_is_immutable(kube_api, taskworkflow_crd, kube_namespace):
     changed = {"chain": [task("add", 2, 2), task("mul", 5)]}
     err = apply_fails(kube_api, tw(name, kube_namespace, changed))
     assert "spec.workflow is immutable; create a new TaskWorkflow instead" in err
-    assert kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)["spec"]["workflow"] == CHAIN
+    assert (
+        kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)["spec"]["workflow"] == CHAIN
+    )
 
     # free-form parts count too: only one argument changed, deep inside
     for changed in (
         {"chain": [task("add", 2, 3), task("mul", 4), task("add", 10)]},
         {"chain": [task("add", 2, 2), task("mul", 4), task("add", 10, extra=1)]},
-        {"chain": [task("add", 2, 2), task("mul", 4), dict(task("add", 10), options={"queue": "q"})]},
+        {
+            "chain": [
+                task("add", 2, 2),
+                task("mul", 4),
+                dict(task("add", 10), options={"queue": "q"}),
+            ]
+        },
     ):
         err = apply_fails(kube_api, tw(name, kube_namespace, changed))
         assert "spec.workflow is immutable" in err, changed
@@ -222,7 +259,15 @@ STATUS = {
             "observedGeneration": 1,
         }
     ],
-    "counts": {"total": 5, "pending": 1, "running": 2, "succeeded": 2, "failed": 0, "cancelled": 0, "skipped": 0},
+    "counts": {
+        "total": 5,
+        "pending": 1,
+        "running": 2,
+        "succeeded": 2,
+        "failed": 0,
+        "cancelled": 0,
+        "skipped": 0,
+    },
     "nodes": [{"path": "chain[0]", "task": "add", "taskId": "abc", "phase": "SUCCESS"}],
     "nodesTruncated": False,
     "result": {"partial": [1, 2]},
@@ -244,8 +289,15 @@ def test_kubectl_get_columns_and_status_subresource(kube_api, taskworkflow_crd, 
 
     # status is written through the status subresource only
     out = kube_api.kubectl(
-        "patch", "tw", name, "-n", kube_namespace, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": STATUS}),
+        "patch",
+        "tw",
+        name,
+        "-n",
+        kube_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": STATUS}),
     ).stdout
     assert "patched" in out
     obj = kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)
@@ -257,8 +309,19 @@ def test_kubectl_get_columns_and_status_subresource(kube_api, taskworkflow_crd, 
     assert row[:4] == [name, "Running", "2/5", "Running"]
     assert re.fullmatch(r"\d+[smhdy].*", row[4]), row  # Started is a date column: shown as an age
 
-    header, row = _table(kube_api.kubectl("get", "tw", name, "-n", kube_namespace, "-o", "wide").stdout)
-    assert header == ["NAME", "STATUS", "PROGRESS", "REASON", "STARTED", "AGE", "MESSAGE", "WORKFLOW-ID"]
+    header, row = _table(
+        kube_api.kubectl("get", "tw", name, "-n", kube_namespace, "-o", "wide").stdout
+    )
+    assert header == [
+        "NAME",
+        "STATUS",
+        "PROGRESS",
+        "REASON",
+        "STARTED",
+        "AGE",
+        "MESSAGE",
+        "WORKFLOW-ID",
+    ]
     assert row[-2:] == ["2 of 5 tasks done", STATUS["workflowId"]]
 
     # the short name and the category work too
@@ -271,8 +334,16 @@ def test_status_schema_is_enforced(kube_api, taskworkflow_crd, kube_namespace):
 
     def patch_status(status):
         return kube_api.kubectl(
-            "patch", "tw", name, "-n", kube_namespace, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": status}), check=False,
+            "patch",
+            "tw",
+            name,
+            "-n",
+            kube_namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+            check=False,
         )
 
     proc = patch_status({"phase": "Exploded"})
@@ -291,19 +362,37 @@ def test_status_schema_is_enforced(kube_api, taskworkflow_crd, kube_namespace):
 
     # a spec change through the status subresource is ignored
     kube_api.kubectl(
-        "patch", "tw", name, "-n", kube_namespace, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"spec": {"suspend": True}}),
+        "patch",
+        "tw",
+        name,
+        "-n",
+        kube_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"suspend": True}}),
     )
-    assert kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)["spec"]["suspend"] is False
+    assert (
+        kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)["spec"]["suspend"] is False
+    )
 
 
 @pytest.mark.parametrize("phase", ["Pending", "Running", "Succeeded", "Failed", "Cancelled"])
 def test_every_phase_is_accepted(kube_api, taskworkflow_crd, kube_namespace, phase):
     name = unique(phase.lower())
-    kube_api.kubectl("apply", "-f", "-", input=tw(name, kube_namespace, {"task": "add", "args": [1, 2]}))
     kube_api.kubectl(
-        "patch", "tw", name, "-n", kube_namespace, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": {"phase": phase}}),
+        "apply", "-f", "-", input=tw(name, kube_namespace, {"task": "add", "args": [1, 2]})
     )
-    header, row = _table(kube_api.kubectl("get", "tw", name, "-n", kube_namespace).stdout)
+    kube_api.kubectl(
+        "patch",
+        "tw",
+        name,
+        "-n",
+        kube_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": phase}}),
+    )
+    _header, row = _table(kube_api.kubectl("get", "tw", name, "-n", kube_namespace).stdout)
     assert row[1] == phase

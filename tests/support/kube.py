@@ -30,6 +30,8 @@ Binaries (built or installed by the repo's scripts, cached outside the repo):
   ``~/.cache/celery-harder/control-plane/<K8S_VERSION>/``
 * kubectl: ``scripts/install-k8s-tools.sh`` -> ``~/.cache/celery-harder/tools/kubectl``
 
+Python packages: ``cryptography`` (certificates and keys).
+
 Environment overrides: ``KUBE_APISERVER``, ``ETCD``, ``KUBECTL`` (paths),
 ``K8S_VERSION`` (default v1.35.4), ``CELERY_HARDER_CACHE`` (cache root),
 ``CELERY_HARDER_KEEP_KUBE=1`` (keep the temp dir with logs after stop).
@@ -38,6 +40,7 @@ Environment overrides: ``KUBE_APISERVER``, ``ETCD``, ``KUBECTL`` (paths),
 from __future__ import annotations
 
 import atexit
+import ctypes
 import datetime as _dt
 import ipaddress
 import json
@@ -53,16 +56,22 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
+    "DEFAULT_K8S_VERSION",
+    "REPO_ROOT",
     "ControlPlane",
     "ControlPlaneError",
     "KubectlError",
     "MissingBinaryError",
-    "DEFAULT_K8S_VERSION",
-    "REPO_ROOT",
     "find_binaries",
     "find_kubectl",
 ]
@@ -147,11 +156,12 @@ def _pdeathsig_preexec():
     Only used from the main thread: PR_SET_PDEATHSIG fires when the *thread*
     that forked exits, so from a worker thread it would kill the child early.
     """
-    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+    if (
+        not sys.platform.startswith("linux")
+        or threading.current_thread() is not threading.main_thread()
+    ):
         return None
     try:
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:  # pragma: no cover
         return None
@@ -164,17 +174,7 @@ def _pdeathsig_preexec():
 
 def _generate_pki(d: Path) -> None:
     """CA, apiserver serving cert, admin client cert, service-account key pair."""
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    except ImportError as exc:  # pragma: no cover
-        raise ControlPlaneError(
-            "tests.support.kube needs the Python package 'cryptography' (pip install cryptography)"
-        ) from exc
-
-    now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5)
+    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
     later = now + _dt.timedelta(days=7)
 
     def pem_key(key) -> bytes:
@@ -203,13 +203,21 @@ def _generate_pki(d: Path) -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -226,7 +234,8 @@ def _generate_pki(d: Path) -> None:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
             )
         )
         if sans:
@@ -257,7 +266,9 @@ def _generate_pki(d: Path) -> None:
         "admin.crt": admin.public_bytes(pem),
         "admin.key": pem_key(admin_key),
         "sa.key": pem_key(sa_key),
-        "sa.pub": sa_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
+        "sa.pub": sa_key.public_key().public_bytes(
+            pem, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
     }
     for fname, data in files.items():
         p = d / fname
@@ -284,7 +295,9 @@ class ControlPlane:
         self.apiserver_bin, self.etcd_bin = find_binaries(version)
         self.kubectl_bin = find_kubectl()
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="celery-harder-kube-"))
+        self.workdir = (
+            Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="celery-harder-kube-"))
+        )
         self.disable_admission_plugins = tuple(disable_admission_plugins)
         self.extra_apiserver_args = tuple(extra_apiserver_args)
         self.start_timeout = start_timeout
@@ -319,12 +332,20 @@ class ControlPlane:
         check: bool = True,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess:
-        """Run kubectl against this cluster; returns CompletedProcess (text); raises KubectlError if check."""
+        """Run kubectl against this cluster; returns a text CompletedProcess.
+
+        Raises KubectlError on a non-zero exit when check is true."""
         argv = [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *map(str, args)]
         if isinstance(input, bytes):
             input = input.decode()
         proc = subprocess.run(
-            argv, input=input, capture_output=True, text=True, timeout=timeout, env=self.env()
+            argv,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
         )
         if check and proc.returncode != 0:
             raise KubectlError([str(a) for a in args], proc)
@@ -334,7 +355,9 @@ class ControlPlane:
         """kubectl ... -o json, parsed."""
         return json.loads(self.kubectl(*args, "-o", "json", **kw).stdout)
 
-    def apply(self, manifest: str | Mapping | Sequence[Mapping], *extra: str) -> subprocess.CompletedProcess:
+    def apply(
+        self, manifest: str | Mapping | Sequence[Mapping], *extra: str
+    ) -> subprocess.CompletedProcess:
         """kubectl apply -f - with a YAML/JSON string, a dict, or a list of dicts."""
         if not isinstance(manifest, str):
             docs = [manifest] if isinstance(manifest, Mapping) else list(manifest)
@@ -348,20 +371,23 @@ class ControlPlane:
     def wait_for_crd(self, name: str, timeout: float = 60) -> None:
         """Wait until a CRD is Established (kubectl wait polls the API, no sleeps)."""
         self.kubectl(
-            "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", f"crd/{name}",
+            "wait",
+            "--for=condition=Established",
+            f"--timeout={int(timeout)}s",
+            f"crd/{name}",
             timeout=timeout + 30,
         )
 
     # -- lifecycle --------------------------------------------------------
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         t0 = time.monotonic()
         if not self._atexit_registered:
             atexit.register(self.stop)
@@ -415,11 +441,13 @@ class ControlPlane:
                 return
             except _PortInUse:
                 if i == attempts - 1:
-                    raise ControlPlaneError("could not find free ports after %d attempts" % attempts)
+                    raise ControlPlaneError(
+                        f"could not find free ports after {attempts} attempts"
+                    ) from None
 
     def _spawn(self, name: str, argv: list[str]) -> tuple[subprocess.Popen, Path]:
         log_path = self.workdir / f"{name}.log"
-        log = open(log_path, "ab")
+        log = open(log_path, "ab")  # noqa: SIM115 - open for the process's lifetime, closed in stop()
         self._logs.append(log)
         proc = subprocess.Popen(
             argv,
@@ -427,7 +455,7 @@ class ControlPlane:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
-            preexec_fn=_pdeathsig_preexec(),
+            preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509 - only set from the main thread
         )
         return proc, log_path
 
@@ -436,7 +464,8 @@ class ControlPlane:
         if "address already in use" in tail:
             return _PortInUse(tail)
         return ControlPlaneError(
-            f"{name} exited with code {proc.returncode} during startup; last lines of {log_path}:\n{tail}"
+            f"{name} exited with code {proc.returncode} during startup; "
+            f"last lines of {log_path}:\n{tail}"
         )
 
     def _start_etcd(self, deadline: float) -> None:
@@ -478,7 +507,8 @@ class ControlPlane:
                 last = repr(exc)
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
-                    f"etcd not healthy at {url} before the deadline (last: {last}); log tail:\n{_tail(log_path)}"
+                    f"etcd not healthy at {url} before the deadline (last: {last}); "
+                    f"log tail:\n{_tail(log_path)}"
                 )
             _wait_or_exit(proc, 0.1)
 
@@ -489,7 +519,7 @@ class ControlPlane:
         argv = [
             str(self.apiserver_bin),
             f"--etcd-servers={self.etcd_url}",
-            f"--etcd-prefix=/registry",
+            "--etcd-prefix=/registry",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--secure-port={port}",
@@ -567,7 +597,10 @@ class ControlPlane:
             "clusters": [
                 {
                     "name": "celery-harder-test",
-                    "cluster": {"server": self.server, "certificate-authority": str(pki / "ca.crt")},
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(pki / "ca.crt"),
+                    },
                 }
             ],
             "users": [
@@ -582,7 +615,11 @@ class ControlPlane:
             "contexts": [
                 {
                     "name": "celery-harder-test",
-                    "context": {"cluster": "celery-harder-test", "user": "admin", "namespace": "default"},
+                    "context": {
+                        "cluster": "celery-harder-test",
+                        "user": "admin",
+                        "namespace": "default",
+                    },
                 }
             ],
             "current-context": "celery-harder-test",
