@@ -10,16 +10,22 @@ kubernetes-validate only knows built-in kinds. The custom resources the chart
 renders (KEDA's ScaledObject/TriggerAuthentication, the Prometheus Operator's
 ServiceMonitor/PrometheusRule) are checked instead against the shape schemas in
 CRD_SHAPES below, written from those projects' CRDs for the fields the chart
-uses, with additionalProperties false so a misspelt field fails. Acceptance by
-a real API server with those CRDs loaded is the T2 test's job.
+uses, with additionalProperties false so a misspelt field fails, and, when the
+upstream CRD files are in a Go module cache, against those CRDs' own
+openAPIV3Schema (see the end of this file). Acceptance by a real API server
+with those CRDs loaded is the T2 test's job.
 """
 import functools
 import json
+import os
+import re
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import kubernetes_validate.utils as kv_utils
 import pytest
+import yaml
 
 from .chartlib import HELMS, MATRIX, render_case
 
@@ -99,7 +105,7 @@ CRD_SHAPES = {
 CASES = [(h, c) for h in sorted(HELMS) for c in MATRIX]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validate_cached(doc_json: str, version: str):
     doc = json.loads(doc_json)
     key = (doc["apiVersion"], doc["kind"])
@@ -150,3 +156,93 @@ def test_kubernetes_validate_rejects_a_misspelt_field():
            "spec": {"selektor": {"a": "b"}, "ports": [{"port": 80}]}}
     with pytest.raises(jsonschema.ValidationError):
         kubernetes_validate.validate(bad, K8S_VERSIONS[0], strict=True)
+
+
+# ---------------------------------------------------------------------------
+# The same custom resources against the upstream CRDs' openAPIV3Schema, when the
+# CRD files are in a Go module cache (the T2 tests load the same files into a
+# real API server). Fetch them with:
+#   GOMODCACHE=~/.cache/celery-harder/go/mod go mod download \
+#     github.com/kedacore/keda/v2@v2.21.0 github.com/prometheus-operator/prometheus-operator@v0.85.0
+
+UPSTREAM_CRDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "github.com/kedacore/keda/v2@*/config/crd/bases/keda.sh_scaledobjects.yaml",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "github.com/kedacore/keda/v2@*/config/crd/bases/keda.sh_triggerauthentications.yaml",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "github.com/prometheus-operator/prometheus-operator@*/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "github.com/prometheus-operator/prometheus-operator@*/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
+}
+
+
+def _mod_caches():
+    seen = []
+    for p in (os.environ.get("GOMODCACHE"), Path.home() / ".cache" / "celery-harder" / "go" / "mod",
+              Path.home() / "go" / "pkg" / "mod"):
+        if p and Path(p).is_dir() and Path(p) not in seen:
+            seen.append(Path(p))
+    return seen
+
+
+def _version_key(path):
+    m = re.search(r"@v(\d+)\.(\d+)\.(\d+)", str(path))
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def _find_crd(pattern):
+    hits = [p for cache in _mod_caches() for p in cache.glob(pattern)]
+    return max(hits, key=_version_key) if hits else None
+
+
+def _strict(node):
+    """CRD structural schema -> JSON Schema that rejects unknown fields (like kubectl --validate=strict)."""
+    if isinstance(node, list):
+        return [_strict(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict(v) for k, v in node.items() if not k.startswith("x-kubernetes-") and k not in ("nullable", "format")}
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in node:
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _upstream_validator(api_version, kind):
+    path = _find_crd(UPSTREAM_CRDS[(api_version, kind)])
+    if path is None:
+        return None, None
+    crd = yaml.safe_load(path.read_text())
+    group, version = api_version.split("/")
+    (ver,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema = _strict(ver["schema"]["openAPIV3Schema"])
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(schema), path
+
+
+@pytest.mark.parametrize("kind", sorted(UPSTREAM_CRDS))
+def test_custom_resources_validate_against_the_upstream_crds(kind):
+    validator, path = _upstream_validator(*kind)
+    if validator is None:
+        pytest.skip(f"{kind[1]} CRD not in a Go module cache ({UPSTREAM_CRDS[kind].split('@')[0]}); "
+                    "see the comment above this test for the go mod download command")
+    checked = 0
+    for helm, case in CASES:
+        for doc in render_case(helm, case).docs:
+            if (doc["apiVersion"], doc["kind"]) == kind:
+                errors = [f"{e.message} at {'/'.join(map(str, e.absolute_path))}" for e in validator.iter_errors(doc)]
+                assert not errors, f"{case}/{helm}: {doc['kind']}/{doc['metadata']['name']} vs {path}:\n" + "\n".join(errors)
+                checked += 1
+    assert checked, f"no {kind[1]} rendered in the matrix"
+
+
+def test_upstream_crd_check_rejects_a_misspelt_field():
+    validator, _ = _upstream_validator("keda.sh/v1alpha1", "ScaledObject")
+    if validator is None:
+        pytest.skip("KEDA CRD not in a Go module cache")
+    bad = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"},
+           "spec": {"scaleTargetRef": {"name": "w"}, "pollingIntervall": 5,
+                    "triggers": [{"type": "redis", "metadata": {"listName": "celery"}}]}}
+    assert list(validator.iter_errors(bad))
