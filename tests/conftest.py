@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.stack import (
+    IDLE_DB,
     ApiServer,
     RedisServer,
     StackEnv,
@@ -36,6 +37,15 @@ def stack(redis_server: RedisServer, stack_dir: Path) -> StackEnv:
 def worker(stack: StackEnv) -> Iterator[Worker]:
     with running_worker(stack, "w1", concurrency=2) as w:
         yield w
+
+
+@pytest.fixture(scope="session")
+def idle_api(redis_server: RedisServer, stack_dir: Path) -> Iterator[ApiServer]:
+    """The API sending to IDLE_DB, so a mistaken enqueue would stay in the queue."""
+    stack = StackEnv(broker_url=redis_server.url(IDLE_DB), workdir=stack_dir / "idle")
+    stack.workdir.mkdir(exist_ok=True)
+    with running_api(stack) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

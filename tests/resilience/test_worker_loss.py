@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from celery_harder.keys import DELIVERIES
 from celery_harder.local_processes import stop_process, wait_until
 from celery_harder.results import TaskStatus
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
 from tests.support.stack import RedisServer, StackEnv, running_redis, running_worker, start_worker
-
-DELIVERIES = "celery-harder:deliveries:"
 
 
 @pytest.fixture
@@ -106,9 +105,12 @@ def test_a_task_that_always_kills_its_process_is_bounded(private_stack) -> None:
             os.kill(victim, signal.SIGKILL)
             wait_until(lambda v=victim: v not in worker.children(), 30, "pool replaced")
             wait_until(
-                lambda v=victim: (s := client.status(task_id)) is not None
-                and not (s.state == "PROGRESS" and s.progress and s.progress["pid"] == v),
-                30, "task left the killed process",
+                lambda v=victim: (
+                    (s := client.status(task_id)) is not None
+                    and not (s.state == "PROGRESS" and s.progress and s.progress["pid"] == v)
+                ),
+                30,
+                "task left the killed process",
             )
         done = wait_state(client, task_id, {"FAILURE"})
     assert done.error is not None and done.error.type == "TooManyDeliveries"

@@ -13,10 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from celery_harder.queues import queue_keys
-from tests.support.stack import ApiServer, RedisServer, StackEnv, running_api
+from tests.support.stack import (
+    IDLE_DB,
+    ApiServer,
+    RedisServer,
+    StackEnv,
+    queued_messages,
+    running_api,
+)
 
-IDLE_DB = 3
 OVERSIZE = 1_048_576 + 1
 
 BAD_REQUESTS = [
@@ -41,20 +46,6 @@ RAW_BODIES = {
     "overflow-literal": b'{"x": 1e400, "y": 1}',
     "oversize": b'{"data": "' + b"a" * OVERSIZE + b'"}',
 }
-
-
-def queued_messages(redis_server: RedisServer) -> int:
-    """Messages in the default queue and its priority sub-lists."""
-    client = redis_server.client(IDLE_DB)
-    return sum(int(client.llen(key)) for key in queue_keys("celery"))
-
-
-@pytest.fixture(scope="module")
-def idle_api(redis_server: RedisServer, stack_dir: Path) -> Iterator[ApiServer]:
-    stack = StackEnv(broker_url=redis_server.url(IDLE_DB), workdir=stack_dir / "idle")
-    stack.workdir.mkdir(exist_ok=True)
-    with running_api(stack) as server:
-        yield server
 
 
 @pytest.mark.parametrize(("path", "body", "expected"), BAD_REQUESTS)

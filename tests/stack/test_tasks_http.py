@@ -19,7 +19,11 @@ def test_add_gives_five(api: ApiServer) -> None:
     with api.client() as client:
         body = wait_done(client, task_id)
     assert body == {
-        "task_id": task_id, "state": "SUCCESS", "result": 5, "progress": None, "error": None
+        "task_id": task_id,
+        "state": "SUCCESS",
+        "result": 5,
+        "progress": None,
+        "error": None,
     }
 
 
@@ -91,7 +95,8 @@ def test_document_report_is_written_inside_the_data_dir(api: ApiServer, stack: S
         stats = wait_done(client, analysed)["result"]
         assert stats["lines"] == 3 and stats["words"] == 11 and stats["characters"] == len(text)
         report_id = submit(
-            api, "/tasks",
+            api,
+            "/tasks",
             {"task": "documents.write_report", "kwargs": {"stats": stats, "name": "fox"}},
         )
         report = wait_done(client, report_id)["result"]

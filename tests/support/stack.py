@@ -24,9 +24,11 @@ from celery_harder.local_processes import (
     stop_process,
     wait_until,
 )
+from celery_harder.queues import queue_keys
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 60.0
+IDLE_DB = 3  # a Redis database no worker consumes: what is enqueued there stays visible
 
 
 @dataclass
@@ -41,6 +43,12 @@ class RedisServer:
 
     def client(self, db: int = 0) -> redis.Redis:
         return redis.Redis(port=self.port, db=db)
+
+
+def queued_messages(server: RedisServer, db: int = IDLE_DB) -> int:
+    """Messages waiting in a database's default queue and its priority sub-lists."""
+    client = server.client(db)
+    return sum(int(client.llen(key)) for key in queue_keys("celery"))
 
 
 @contextmanager
@@ -102,9 +110,16 @@ def start_worker(stack: StackEnv, name: str = "w1", concurrency: int = 2) -> Wor
     heartbeat.unlink(missing_ok=True)
     log = stack.workdir / f"{name}.log"
     cmd = [
-        str(BIN / "celery"), "-A", "background.celery.celery_app", "worker",
-        "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=INFO",
-        f"--hostname={name}@%h", "-Q", "celery",
+        str(BIN / "celery"),
+        "-A",
+        "background.celery.celery_app",
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        "--loglevel=INFO",
+        f"--hostname={name}@%h",
+        "-Q",
+        "celery",
     ]
     proc = start_process(cmd, log=log, env=stack.env(name), cwd=stack.workdir)
     worker = Worker(name, proc, heartbeat, log)
@@ -148,8 +163,15 @@ def running_api(stack: StackEnv, extra_env: dict[str, str] | None = None) -> Ite
     """uvicorn on a free port, ready when /healthz answers."""
     port = free_port()
     cmd = [
-        str(BIN / "uvicorn"), "celery_harder_api.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        str(BIN / "uvicorn"),
+        "celery_harder_api.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
     ]
     log = stack.workdir / f"api-{port}.log"
     proc = start_process(cmd, log=log, env={**stack.env("api"), **(extra_env or {})})

@@ -14,8 +14,14 @@ def test_catalog_names_match_the_contract() -> None:
 
 @pytest.mark.parametrize(
     ("name", "args", "kwargs"),
-    [("add", [1, 2], {}), ("add", [1], {"y": 2}), ("xsum", [[1, 2.5]], {}),
-     ("request_info", [], {"data": {"any": ["thing"]}}), ("sleep", [0.5], {}), ("fail", [], {})],
+    [
+        ("add", [1, 2], {}),
+        ("add", [1], {"y": 2}),
+        ("xsum", [[1, 2.5]], {}),
+        ("request_info", [], {"data": {"any": ["thing"]}}),
+        ("sleep", [0.5], {}),
+        ("fail", [], {}),
+    ],
 )
 def test_good_calls_pass(name: str, args: list, kwargs: dict) -> None:
     assert validate_call(name, args, kwargs).name == name

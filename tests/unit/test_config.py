@@ -14,7 +14,9 @@ def test_seed_variable_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CELERY_HARDER_QUEUE", "jobs")
     settings = Settings()
     assert (settings.broker_url, settings.result_backend_url, settings.queue) == (
-        "redis://b:1/0", "redis://r:2/1", "jobs"
+        "redis://b:1/0",
+        "redis://r:2/1",
+        "jobs",
     )
 
 

@@ -1,5 +1,7 @@
 """The FastAPI application factory: `uvicorn celery_harder_api.app:create_app --factory`."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,10 +11,25 @@ from fastapi.exceptions import RequestValidationError
 from celery_harder import __version__
 from celery_harder.settings import Settings, get_settings
 from celery_harder.task_client import BrokerUnavailable, create_task_client
+from celery_harder.workflow.engine import WorkflowEngine
+from celery_harder.workflow.spec import SpecError
+from celery_harder_api.blocking import off_loop
 from celery_harder_api.body_limit import BodyLimitMiddleware
-from celery_harder_api.errors import broker_unavailable, validation_failed
+from celery_harder_api.errors import broker_unavailable, invalid_workflow, validation_failed
 from celery_harder_api.metrics import install_metrics
-from celery_harder_api.routes import health, tasks
+from celery_harder_api.routes import health, tasks, workflows
+
+log = logging.getLogger(__name__)
+
+
+async def reap_deadlines(engine: WorkflowEngine, settings: Settings) -> None:
+    """Time out workflows past their deadline, even when nobody reads their status."""
+    while True:
+        try:
+            await off_loop(engine.enforce_deadlines, timeout=settings.redis_timeout + 5)
+        except BrokerUnavailable as exc:
+            log.warning("deadline reaper: %s", exc)
+        await asyncio.sleep(settings.workflow_poll_interval)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -21,7 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reaper = asyncio.create_task(reap_deadlines(app.state.engine, settings))
         yield
+        reaper.cancel()
         app.state.task_client.app.close()
 
     app = FastAPI(
@@ -32,10 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.task_client = create_task_client(settings)
+    app.state.engine = WorkflowEngine(app.state.task_client)
     app.state.metrics = install_metrics(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(SpecError, invalid_workflow)
     app.include_router(health.router)
     app.include_router(tasks.router)
+    app.include_router(workflows.router)
     return app

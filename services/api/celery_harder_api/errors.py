@@ -8,6 +8,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from celery_harder.workflow.spec import SpecError
+
 
 def json_safe(value: Any) -> Any:
     """`value` with NaN and infinities spelled as strings, which JSON cannot carry."""
@@ -34,4 +36,16 @@ async def broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content={"detail": f"broker unavailable: {exc}"},
+    )
+
+
+async def invalid_workflow(request: Request, exc: Exception) -> JSONResponse:
+    """422 in FastAPI's shape, one entry per problem, each naming its node path."""
+    assert isinstance(exc, SpecError)
+    detail = [
+        {"type": "workflow_spec", "loc": ["body", issue.path], "msg": str(issue)}
+        for issue in exc.issues
+    ]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
     )

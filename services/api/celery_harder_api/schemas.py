@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from celery_harder.catalog import CATALOG, ArgumentError, UnknownTaskError, validate_call
+from celery_harder.documents import MAX_TOP_TERMS, REPORT_NAME_PATTERN
 from celery_harder.results import TaskStatus
 
 
@@ -92,3 +93,130 @@ def catalog_entries() -> list[CatalogEntry]:
         )
         for spec in CATALOG.values()
     ]
+
+
+class Call(BaseModel):
+    """A task call inside a chain, group or chord; checked with its place in the canvas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChainRequest(BaseModel):
+    """Steps run in order; each result is the first argument of the next step."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "steps": [
+                        {"task": "add", "args": [2, 2]},
+                        {"task": "add", "args": [4]},
+                        {"task": "mul", "args": [3]},
+                    ]
+                }
+            ]
+        },
+    )
+
+    steps: list[Call] = Field(min_length=1)
+
+
+class GroupRequest(BaseModel):
+    """Tasks run in parallel; the result is the list of their results."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"tasks": [{"task": "add", "args": [i, i]} for i in range(3)]}]
+        },
+    )
+
+    tasks: list[Call] = Field(min_length=1)
+
+
+class ChordRequest(BaseModel):
+    """A group whose results, as one list, are the body's first argument."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "header": [{"task": "add", "args": [i, i]} for i in range(3)],
+                    "body": {"task": "xsum"},
+                }
+            ]
+        },
+    )
+
+    header: list[Call] = Field(min_length=1)
+    body: Call
+
+
+class WorkflowRequest(BaseModel):
+    """A workflow spec (a Node) and an optional deadline."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "workflow": {
+                        "chord": {
+                            "header": [
+                                {"task": "add", "args": [1, 1]},
+                                {"task": "add", "args": [2, 2]},
+                            ],
+                            "body": {"task": "xsum"},
+                        }
+                    },
+                    "timeoutSeconds": 60,
+                }
+            ]
+        },
+    )
+
+    workflow: Any = Field(description="A Node: one of task, chain, group, chord.")
+    timeout_seconds: int | None = Field(None, alias="timeoutSeconds", ge=1, le=7 * 86400)
+
+
+class DocumentRequest(BaseModel):
+    """A text to run through split → analyse chunks → merge → write report."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [{"text": "one line\nanother line\n", "name": "notes", "linesPerChunk": 1}]
+        },
+    )
+
+    text: str
+    name: str | None = Field(None, pattern=REPORT_NAME_PATTERN)
+    lines_per_chunk: int = Field(200, alias="linesPerChunk", ge=1, le=1_000_000)
+    top: int = Field(10, ge=1, le=MAX_TOP_TERMS)
+
+
+class LeafInfo(BaseModel):
+    """A task of a workflow and where it sits."""
+
+    path: str
+    task: str
+    task_id: str = Field(serialization_alias="taskId")
+
+
+class WorkflowSubmitted(BaseModel):
+    """Ids to follow a workflow by: its own, and each task's."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "9b2e…", "tasks": []}]})
+
+    id: str
+    status_url: str = Field(serialization_alias="statusUrl")
+    events_url: str = Field(serialization_alias="eventsUrl")
+    tasks: list[LeafInfo]

@@ -90,19 +90,26 @@ REQUEST_INFO = TaskSpec(
 SLEEP = TaskSpec("sleep", SleepArgs, "sleep, reporting PROGRESS every second", {"seconds": 3})
 FAIL = TaskSpec("fail", FailArgs, "raise an error on purpose", {"message": "boom"})
 DOC_SPLIT = TaskSpec(
-    "documents.split", SplitArgs, "split a text into chunks of whole lines",
+    "documents.split",
+    SplitArgs,
+    "split a text into chunks of whole lines",
     {"text": "a b\nc d\n", "lines_per_chunk": 1},
 )
 DOC_ANALYSE = TaskSpec(
-    "documents.analyse", AnalyseArgs, "count lines, words, characters and terms of a text",
+    "documents.analyse",
+    AnalyseArgs,
+    "count lines, words, characters and terms of a text",
     {"text": "the quick brown fox"},
 )
 DOC_MERGE = TaskSpec(
-    "documents.merge", MergeArgs, "merge partial statistics into one",
+    "documents.merge",
+    MergeArgs,
+    "merge partial statistics into one",
     {"partials": [{"lines": 1, "words": 2, "characters": 4, "terms": {"a": 2}}]},
 )
 DOC_WRITE_REPORT = TaskSpec(
-    "documents.write_report", WriteReportArgs,
+    "documents.write_report",
+    WriteReportArgs,
     "write statistics to a report file in the data directory",
     {"stats": {"lines": 1, "words": 2, "characters": 4, "terms": {"a": 2}}, "name": "notes"},
 )
@@ -110,8 +117,16 @@ DOC_WRITE_REPORT = TaskSpec(
 CATALOG: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        ADD, MUL, XSUM, REQUEST_INFO, SLEEP, FAIL,
-        DOC_SPLIT, DOC_ANALYSE, DOC_MERGE, DOC_WRITE_REPORT,
+        ADD,
+        MUL,
+        XSUM,
+        REQUEST_INFO,
+        SLEEP,
+        FAIL,
+        DOC_SPLIT,
+        DOC_ANALYSE,
+        DOC_MERGE,
+        DOC_WRITE_REPORT,
     )
 }
 

@@ -4,6 +4,7 @@ from typing import Any
 
 from celery import Celery
 
+from celery_harder.client_backend import client_backend_url
 from celery_harder.settings import Settings, get_settings
 
 
@@ -58,14 +59,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def create_celery_app(
-    main: str, settings: Settings | None = None, include: list[str] | None = None
+    main: str,
+    settings: Settings | None = None,
+    include: list[str] | None = None,
+    *,
+    send_only: bool = False,
 ) -> Celery:
-    """A Celery app configured from settings; the worker adds `include`."""
+    """A Celery app configured from settings; the worker adds `include`.
+
+    `send_only` apps (the API, the operator) never wait on results through Celery.
+    """
     settings = settings or get_settings()
+    backend = settings.result_backend_url
     app = Celery(
         main,
         broker=settings.broker_url,
-        backend=settings.result_backend_url,
+        backend=client_backend_url(backend) if send_only else backend,
         include=include or [],
     )
     app.conf.update(celery_config(settings))

@@ -70,13 +70,19 @@ def redis_command(port: int, data_dir: Path) -> list[str]:
     """A redis-server command line for a private, throwaway server on 127.0.0.1."""
     return [
         find_redis_server(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir),
-        "--save", "",
-        "--appendonly", "no",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
         # Celery's chord counters and unacked index must never be evicted.
-        "--maxmemory-policy", "noeviction",
+        "--maxmemory-policy",
+        "noeviction",
     ]
 
 

@@ -45,15 +45,28 @@ class Settings(BaseSettings):
         Path("/tmp/celery-harder/worker.heartbeat"),
         description="File the worker touches while it consumes; the liveness probe reads it.",
     )
-    heartbeat_interval: float = Field(
-        5.0, gt=0, description="Seconds between heartbeat touches."
-    )
+    heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between heartbeat touches.")
     data_dir: Path = Field(Path("data"), description="Directory document reports are written to.")
     redis_timeout: float = Field(
         2.0, gt=0, description="Seconds to wait for Redis before answering 503."
     )
     api_max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body the API accepts (413 above)."
+    )
+
+    workflow_max_leaves: int = Field(1000, ge=1, description="Most tasks one workflow may hold.")
+    workflow_max_depth: int = Field(
+        16, ge=1, description="Deepest nesting of chain/group/chord in a workflow."
+    )
+    workflow_max_argument_bytes: int = Field(
+        262_144, ge=64, description="Largest JSON size of one task's args and kwargs."
+    )
+    workflow_result_preview_bytes: int = Field(
+        1024, ge=16, description="Per-node result size shown in workflow status before cutting."
+    )
+
+    workflow_poll_interval: float = Field(
+        0.5, gt=0, description="Seconds between status reads of the SSE stream and the reaper."
     )
 
     @property

@@ -8,12 +8,12 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from celery_harder import keys
 from celery_harder.catalog import validate_call
 from celery_harder.celery_config import create_celery_app
 from celery_harder.results import TaskStatus, describe_meta
 from celery_harder.settings import Settings
 
-ISSUED_KEY_PREFIX = "celery-harder:issued:"
 REDIS_ERRORS = (redis.RedisError, OperationalError, OSError)
 
 
@@ -48,13 +48,13 @@ class TaskClient:
         """Remember ids as issued, for as long as their results live, in one round trip."""
         pipe = self.results.pipeline(transaction=False)
         for task_id in task_ids:
-            pipe.set(ISSUED_KEY_PREFIX + task_id, 1, ex=self.settings.result_expires)
+            pipe.set(keys.ISSUED + task_id, 1, ex=self.settings.result_expires)
         pipe.execute()
 
     def forget_issued(self, task_ids: Sequence[str]) -> None:
         """Drop issued marks of ids whose sending failed."""
         if task_ids:
-            self.results.delete(*(ISSUED_KEY_PREFIX + t for t in task_ids))
+            self.results.delete(*(keys.ISSUED + t for t in task_ids))
 
     def submit(
         self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
@@ -81,7 +81,7 @@ class TaskClient:
         try:
             pipe = self.results.pipeline(transaction=False)
             pipe.get(self.meta_key(task_id))
-            pipe.exists(ISSUED_KEY_PREFIX + task_id)
+            pipe.exists(keys.ISSUED + task_id)
             raw, issued = pipe.execute()
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"could not read {task_id}: {exc}") from exc
@@ -107,4 +107,4 @@ class TaskClient:
 
 def create_task_client(settings: Settings) -> TaskClient:
     """A TaskClient over a fresh client-side Celery app."""
-    return TaskClient(create_celery_app("celery_harder_client", settings), settings)
+    return TaskClient(create_celery_app("celery_harder_client", settings, send_only=True), settings)

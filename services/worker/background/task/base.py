@@ -1,12 +1,22 @@
-"""The base class of every catalog task: it bounds how often one task id may start."""
+"""The base class of every catalog task: bounded redelivery, start time, durable cancel."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task
-
+from celery.exceptions import Ignore
+from celery_harder import keys
 from celery_harder.settings import get_settings
 
-DELIVERIES_KEY_PREFIX = "celery-harder:deliveries:"
+# One round trip before every task body. A cancelled task must leave no trace of
+# having started, so the check and the bookkeeping run together, atomically.
+BEFORE_START = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local n = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[1])
+return n
+"""
 
 
 class TooManyDeliveries(RuntimeError):
@@ -14,18 +24,31 @@ class TooManyDeliveries(RuntimeError):
 
 
 class CatalogTask(Task):
-    """acks_late with reject_on_worker_lost requeues a task whose process died; a task
-    that crashes its process every time would loop forever, so deliveries are counted."""
+    """Checks and records a start in Redis before the task body, for three reasons.
+
+    - acks_late with reject_on_worker_lost requeues a task whose process died; a task
+      that crashes its process every time would loop forever, so starts are counted.
+    - A workflow's status shows when each node started.
+    - A cancelled workflow's tasks are marked in Redis, so they never start even on a
+      worker that did not hear the revoke broadcast (it restarted, or joined later).
+    """
+
+    _before_start: Any = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id = self.request.id
         if task_id and not self.request.called_directly:
             settings = get_settings()
-            key = DELIVERIES_KEY_PREFIX + task_id
-            pipe = self.backend.client.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, settings.result_expires)
-            count = pipe.execute()[0]
+            if CatalogTask._before_start is None:
+                CatalogTask._before_start = self.backend.client.register_script(BEFORE_START)
+            count = CatalogTask._before_start(
+                keys=[keys.REVOKED + task_id, keys.DELIVERIES + task_id, keys.STARTED + task_id],
+                args=[settings.result_expires, datetime.now(UTC).isoformat()],
+                client=self.backend.client,
+            )
+            if count == -1:
+                self.backend.mark_as_revoked(task_id, reason="workflow cancelled")
+                raise Ignore()
             if count > settings.max_deliveries:
                 raise TooManyDeliveries(
                     f"task {task_id} started {count} times (limit {settings.max_deliveries})"

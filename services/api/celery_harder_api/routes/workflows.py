@@ -1,0 +1,162 @@
+"""Workflows: the seed's /chain, /group, /chord, the generic /workflows, and /documents."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from celery_harder.workflow.engine import Submitted, WorkflowEngine, status_document
+from celery_harder.workflow.status import WorkflowStatus
+from celery_harder.workflow.templates import (
+    chain_spec,
+    chord_spec,
+    document_pipeline_spec,
+    group_spec,
+)
+from celery_harder_api.blocking import off_loop
+from celery_harder_api.dependencies import AppSettings
+from celery_harder_api.schemas import (
+    ChainRequest,
+    ChordRequest,
+    DocumentRequest,
+    GroupRequest,
+    LeafInfo,
+    WorkflowRequest,
+    WorkflowSubmitted,
+)
+
+router = APIRouter(tags=["workflows"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown workflow id"}}
+
+
+def get_engine(request: Request) -> WorkflowEngine:
+    engine: WorkflowEngine = request.app.state.engine
+    return engine
+
+
+Engine = Annotated[WorkflowEngine, Depends(get_engine)]
+
+
+def submitted_body(submitted: Submitted) -> WorkflowSubmitted:
+    return WorkflowSubmitted(
+        id=submitted.id,
+        status_url=f"/workflows/{submitted.id}",
+        events_url=f"/workflows/{submitted.id}/events",
+        tasks=[LeafInfo(path=lf.path, task=lf.task, task_id=lf.task_id) for lf in submitted.leaves],
+    )
+
+
+async def submit(
+    engine: WorkflowEngine, settings: AppSettings, spec: Any, timeout_seconds: int | None = None
+) -> WorkflowSubmitted:
+    """Validate and dispatch off the event loop (SpecError becomes a 422)."""
+    submitted = await off_loop(
+        lambda: engine.submit(spec, timeout_seconds=timeout_seconds),
+        timeout=settings.redis_timeout + 5,
+    )
+    return submitted_body(submitted)
+
+
+async def read_status(engine: WorkflowEngine, settings: AppSettings, wid: str) -> WorkflowStatus:
+    found = await off_loop(engine.status, wid, timeout=settings.redis_timeout + 5)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"workflow {wid} does not exist")
+    return found
+
+
+@router.post("/chain", status_code=202, response_model_by_alias=True)
+async def post_chain(
+    body: ChainRequest, engine: Engine, settings: AppSettings
+) -> WorkflowSubmitted:
+    """Run steps in order (the seed's chain)."""
+    return await submit(engine, settings, chain_spec([c.model_dump() for c in body.steps]))
+
+
+@router.post("/group", status_code=202, response_model_by_alias=True)
+async def post_group(
+    body: GroupRequest, engine: Engine, settings: AppSettings
+) -> WorkflowSubmitted:
+    """Run tasks in parallel (the seed's group)."""
+    return await submit(engine, settings, group_spec([c.model_dump() for c in body.tasks]))
+
+
+@router.post("/chord", status_code=202, response_model_by_alias=True)
+async def post_chord(
+    body: ChordRequest, engine: Engine, settings: AppSettings
+) -> WorkflowSubmitted:
+    """Run a header group, then the body on its results (the seed's chord)."""
+    spec = chord_spec([c.model_dump() for c in body.header], body.body.model_dump())
+    return await submit(engine, settings, spec)
+
+
+@router.post("/workflows", status_code=202, response_model_by_alias=True)
+async def post_workflow(
+    body: WorkflowRequest, engine: Engine, settings: AppSettings
+) -> WorkflowSubmitted:
+    """Run any workflow spec, optionally with a deadline."""
+    return await submit(engine, settings, body.workflow, body.timeout_seconds)
+
+
+@router.post("/documents", status_code=202, response_model_by_alias=True)
+async def post_document(
+    body: DocumentRequest, engine: Engine, settings: AppSettings
+) -> WorkflowSubmitted:
+    """Analyse a text in chunks and write its report (a ready-made workflow)."""
+    spec = document_pipeline_spec(body.text, body.name, body.lines_per_chunk, body.top)
+    return await submit(engine, settings, spec)
+
+
+@router.get("/workflows/{workflow_id}", responses=NOT_FOUND)
+async def get_workflow(workflow_id: str, engine: Engine, settings: AppSettings) -> dict[str, Any]:
+    """Phase, progress, per-node states and the result."""
+    return status_document(await read_status(engine, settings, workflow_id))
+
+
+@router.delete("/workflows/{workflow_id}", status_code=202, responses=NOT_FOUND)
+async def cancel_workflow(
+    workflow_id: str,
+    engine: Engine,
+    settings: AppSettings,
+    terminate: Annotated[bool, Query(description="Also kill tasks already running.")] = False,
+) -> dict[str, Any]:
+    """Cancel: nothing further starts; running tasks finish unless `terminate`."""
+    found = await off_loop(
+        lambda: engine.cancel(workflow_id, terminate=terminate), timeout=settings.redis_timeout + 5
+    )
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"workflow {workflow_id} does not exist")
+    return status_document(found)
+
+
+def change_key(doc: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a status worth sending again: phase, progress, any node's state."""
+    return (doc["phase"], doc["progress"], tuple((n["state"], n["phase"]) for n in doc["nodes"]))
+
+
+@router.get("/workflows/{workflow_id}/events", responses=NOT_FOUND)
+async def workflow_events(
+    workflow_id: str, engine: Engine, settings: AppSettings
+) -> StreamingResponse:
+    """Server-Sent Events: one `status` event per change, until the workflow finishes."""
+    first = await read_status(engine, settings, workflow_id)
+
+    async def stream() -> AsyncIterator[str]:
+        current: WorkflowStatus | None = first
+        last: tuple[Any, ...] | None = None
+        while current is not None:
+            doc = status_document(current)
+            key = change_key(doc)
+            if key != last:
+                last = key
+                yield f"event: status\ndata: {json.dumps(doc)}\n\n"
+            if current.finished:
+                return
+            await asyncio.sleep(settings.workflow_poll_interval)  # the poll period
+            current = await off_loop(engine.status, workflow_id, timeout=settings.redis_timeout + 5)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

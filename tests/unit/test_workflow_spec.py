@@ -1,0 +1,104 @@
+"""T0: the spec language: parsing, limits, paths in errors, deterministic leaf ids."""
+
+from typing import Any
+
+import pytest
+
+from celery_harder.workflow.compiler import leaf_task_id, workflow_leaves
+from celery_harder.workflow.spec import Limits, SpecError, parse_workflow
+from celery_harder.workflow.templates import document_pipeline_spec
+
+
+def add(*args: Any) -> dict[str, Any]:
+    return {"task": "add", "args": list(args)}
+
+
+NESTED = {
+    "chord": {
+        "header": [
+            {"chain": [add(1, 1), {"task": "mul", "args": [2]}]},
+            {"group": [add(1, 2), add(3, 4)]},
+        ],
+        "body": {"task": "xsum"},
+    }
+}
+
+
+def issues(raw: Any, limits: Limits | None = None) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        parse_workflow(raw, limits)
+    return [str(i) for i in caught.value.issues]
+
+
+def test_nested_spec_parses_with_paths() -> None:
+    leaves = workflow_leaves("wf", parse_workflow(NESTED))
+    assert [lf.path for lf in leaves] == [
+        "workflow.chord.header[0].chain[0]",
+        "workflow.chord.header[0].chain[1]",
+        "workflow.chord.header[1].group[0]",
+        "workflow.chord.header[1].group[1]",
+        "workflow.chord.body",
+    ]
+
+
+def test_leaf_ids_are_deterministic_and_distinct() -> None:
+    first = workflow_leaves("wf", parse_workflow(NESTED))
+    again = workflow_leaves("wf", parse_workflow(NESTED))
+    other = workflow_leaves("wf2", parse_workflow(NESTED))
+    assert first == again
+    assert len({lf.task_id for lf in first}) == len(first)
+    assert not {lf.task_id for lf in first} & {lf.task_id for lf in other}
+    assert first[0].task_id == leaf_task_id("wf", "workflow.chord.header[0].chain[0]")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"chain": [add(1, 1), {"task": "nope"}]}, "workflow.chain[1]: unknown task 'nope'"),
+        ({"group": [add(1, "x")]}, "workflow.group[0]: invalid arguments for 'add': y"),
+        ({"task": "add", "args": [1, 2], "chain": []}, "workflow: a node needs exactly one"),
+        ({"group": []}, "workflow.group: must not be empty"),
+        ({"chord": {"header": [add(1, 1)]}}, "workflow.chord: a chord is an object with exactly"),
+        ({"chain": [add(1, 1), add(1, 2)]}, "workflow.chain[1]: invalid arguments for 'add'"),
+        ({"chord": {"header": [add(1, 1)], "body": add(1, 1)}}, "workflow.chord.body"),
+        ({"task": "add", "args": [1, 2], "options": {"queue": "x"}}, "unknown option 'queue'"),
+        ({"task": "add", "args": [1, 2], "retries": 3}, "unexpected field(s) retries"),
+        ("add", "workflow: a node must be an object"),
+    ],
+)
+def test_errors_name_the_node_path(raw: Any, expected: str) -> None:
+    assert any(expected in message for message in issues(raw)), issues(raw)
+
+
+def test_later_chain_steps_take_the_previous_result() -> None:
+    parse_workflow({"chain": [add(2, 2), add(4), {"task": "mul", "args": [3]}]})
+    parse_workflow({"chain": [add(1, 1), {"group": [add(1), add(2)]}, {"task": "xsum"}]})
+
+
+def test_limits() -> None:
+    many = {"group": [add(i, i) for i in range(11)]}
+    assert issues(many, Limits(max_leaves=10)) == [
+        "workflow.group[10]: more than 10 tasks in one workflow"
+    ]
+    deep: dict[str, Any] = add(1, 1)
+    for _ in range(5):
+        deep = {"chain": [deep]}
+    assert "nested deeper than 4 levels" in issues(deep, Limits(max_depth=4))[0]
+    big = {"task": "request_info", "args": ["x" * 2000]}
+    assert "the limit is 1000" in issues(big, Limits(max_argument_bytes=1000))[0]
+
+
+def test_every_issue_is_reported() -> None:
+    found = issues({"group": [{"task": "nope"}, add("a", 1), {"chain": []}]})
+    assert [m.split(":")[0] for m in found] == [
+        "workflow.group[0]",
+        "workflow.group[1]",
+        "workflow.group[2].chain",
+    ]
+
+
+def test_document_pipeline_spec_is_valid() -> None:
+    spec = document_pipeline_spec("a b\nc d\ne\n", "notes", lines_per_chunk=1)
+    tree = parse_workflow(spec)
+    tasks = [lf.task for lf in workflow_leaves("w", tree)]
+    assert tasks == ["documents.analyse"] * 3 + ["documents.merge", "documents.write_report"]
