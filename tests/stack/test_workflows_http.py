@@ -155,7 +155,7 @@ def test_sse_stream_reports_running_progress_and_the_end(api: ApiServer) -> None
     assert done == sorted(done) and len(set(done)) >= 3  # 0 or 1, 2, 3 done
 
 
-def test_document_pipeline_matches_one_piece_analysis(api: ApiServer, stack) -> None:  # noqa: ANN001
+def test_document_pipeline_matches_one_piece_analysis(api: ApiServer, stack) -> None:
     text = "".join(this.d.get(c, c) for c in this.s) * 5  # decoded Zen, five times
     submitted = post(api, "/documents", {"text": text, "name": "zen", "linesPerChunk": 7})
     status = finish(api, submitted["id"])

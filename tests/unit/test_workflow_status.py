@@ -37,7 +37,7 @@ def states(rv: RecordView, *pairs: tuple[str, Any]) -> list[TaskStatus]:
     return out
 
 
-def run(rv: RecordView, *pairs: tuple[str, Any]):  # noqa: ANN201
+def run(rv: RecordView, *pairs: tuple[str, Any]):
     return aggregate(rv, states(rv, *pairs), [None] * len(rv.leaves))
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore
+
 from celery_harder import keys
 from celery_harder.settings import get_settings
 
