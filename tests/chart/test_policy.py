@@ -5,9 +5,9 @@ import pytest
 import yaml
 
 from .chartlib import (
+    CASE_FILES,
     HELMS,
     MATRIX,
-    CASE_FILES,
     pod_annotations,
     pod_labels,
     pod_spec,
@@ -452,3 +452,50 @@ def test_helm_test_pod_calls_the_api(helm):
     script = c["command"][-1]
     assert '"/healthz"' in script and '"/add"' in script and "/result/" in script
     compile(script, "helm-test", "exec")
+
+
+def _allowed(render, src_labels, src_ns, dest_obj, port):
+    """Minimal NetworkPolicy ingress evaluation (matchLabels only, which is all the chart uses)."""
+    dest_labels = pod_labels(dest_obj)
+    policies = [np for np in render.of_kind("NetworkPolicy")
+                if np["spec"]["podSelector"]["matchLabels"].items() <= dest_labels.items()]
+    if not policies:
+        return True
+    ns_labels = {"kubernetes.io/metadata.name": src_ns}
+    for np in policies:
+        for rule in np["spec"].get("ingress", []):
+            if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                pod_ok = "podSelector" not in peer or peer["podSelector"].get("matchLabels", {}).items() <= src_labels.items()
+                if "namespaceSelector" in peer:
+                    ns_ok = peer["namespaceSelector"].get("matchLabels", {}).items() <= ns_labels.items()
+                else:
+                    ns_ok = src_ns == "celery-harder"
+                if pod_ok and ns_ok:
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("helm,case", CASES)
+def test_networkpolicies_allow_exactly_the_needed_traffic(helm, case):
+    render = render_case(helm, case)
+    pods = {pod_labels(w)["app.kubernetes.io/component"]: w for w in render.workloads()}
+    ns = "celery-harder"
+    if "redis" in pods:
+        for client in ("api", "worker", "flower", "exporter", "operator"):
+            if client in pods:
+                assert _allowed(render, pod_labels(pods[client]), ns, pods["redis"], 6379), f"{client} -> redis blocked"
+        assert not _allowed(render, pod_labels(pods["test-api"]), ns, pods["redis"], 6379), "test pod reaches redis"
+        assert not _allowed(render, {"app": "stranger"}, ns, pods["redis"], 6379), "any pod reaches redis"
+        assert _allowed(render, {"app": "keda-operator"}, "keda", pods["redis"], 6379) is (case != "keda-off")
+    assert _allowed(render, pod_labels(pods["test-api"]), ns, pods["api"], 8000), "helm test pod cannot reach the API"
+    assert not _allowed(render, pod_labels(pods["api"]), ns, pods["worker"], 8000), "workers accept ingress"
+    assert not _allowed(render, pod_labels(pods["api"]), ns, pods["operator"], 8080), "operator accepts ingress"
+    assert not _allowed(render, pod_labels(pods["test-api"]), ns, pods["api"], 9999), "API open beyond its port"
+    if case == "auth-on":
+        assert not _allowed(render, {"app": "stranger"}, "elsewhere", pods["api"], 8000)
+        assert _allowed(render, {"app": "nginx"}, "ingress-nginx", pods["api"], 8000)
