@@ -175,6 +175,14 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def namespace_pids(pid: int) -> list[int]:
+    """The ``NSpid`` line of /proc/PID/status: the PID in each nested PID namespace."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return [int(x) for x in line.split()[1:]]
+    return [pid]
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -264,6 +272,44 @@ class WorkingContainer:
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
                 self._run_argv(argv, env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc = RunningProcess(list(argv), popen, log_path)
+        self.processes.append(proc)
+        return proc
+
+    def start_as_pid1(
+        self, argv: Sequence[str], env: dict[str, str] | None = None
+    ) -> RunningProcess:
+        """Start ``argv`` as PID 1 of a new PID namespace over the image's root filesystem.
+
+        What a container runtime does, minus cgroups: new PID and mount namespaces,
+        /proc and /dev mounted, chroot, the image's User, WorkingDir and Env. The
+        mounts live in the private mount namespace and vanish with it. The exec
+        chain (sh -> chroot -> env -> argv) keeps one PID, so argv ends up as PID 1.
+        """
+        root = self.mount()
+        cfg = image_config(self.image)
+        user = cfg.get("User") or "0:0"
+        workdir = cfg.get("WorkingDir") or "/"
+        assignments = [*cfg.get("Env", []), *(f"{k}={v}" for k, v in (env or {}).items())]
+        script = (
+            'root="$1" user="$2" workdir="$3"; shift 3; '
+            'mount -t proc proc "$root/proc" && mount --rbind /dev "$root/dev" && '
+            'exec chroot --userspec="$user" "$root" /usr/bin/env -i --chdir="$workdir" "$@"'
+        )
+        cmd = [
+            shutil.which("unshare") or "unshare",
+            "--mount", "--pid", "--fork", "--propagation", "private", "--",
+            "/bin/sh", "-c", script, "sh", str(root), user, workdir, *assignments, *argv,
+        ]  # fmt: skip
+        log_path = self.logdir / f"proc-{len(self.processes)}.log"
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen(
+                cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

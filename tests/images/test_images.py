@@ -36,6 +36,7 @@ from tests.images.harness import (
     free_port,
     image_command,
     image_config,
+    namespace_pids,
     parse_size,
     ppid_of,
     wait_until,
@@ -308,3 +309,56 @@ def test_operator_image_runs_kopf(built_images: dict[str, str], container_factor
     module = cfg["Cmd"][cfg["Cmd"].index("-m") + 1]
     done = ctr.exec(["python", "-c", f"import {module}"])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_worker_as_pid1_finishes_its_task_on_sigterm(
+    built_images: dict[str, str], container_factory: Factory, redis_url: str
+) -> None:
+    """The worker image's entrypoint as PID 1 of its own PID namespace, as in a pod.
+
+    SIGTERM from outside the namespace (as the kubelet sends it) reaches PID 1 only
+    if it handles the signal; the Celery main process must, and must let the task
+    running in a pool process finish (a signal to the whole group would kill it).
+    """
+    image = built_images["worker"]
+    proc = container_factory(image).start_as_pid1(image_command(image), env=redis_env(redis_url))
+
+    client = Celery("t3-client", broker=redis_url, backend=redis_url)
+    try:
+        result = client.send_task("sleep", args=[4])
+
+        def running() -> bool:
+            if not proc.alive():
+                proc.fail("the worker exited")
+            return bool(result.state == "PROGRESS")
+
+        try:
+            wait_until(running, 120, interval=0.1, what="sleep(4) to run in the PID-1 worker")
+        except TimeoutError as exc:
+            proc.fail(str(exc))
+
+        def main_pid() -> int | None:
+            pid = proc.entrypoint_pid()
+            return pid if "celery" in " ".join(cmdline(pid)) else None
+
+        pid = wait_until(main_pid, 10, what="the Celery main process")
+        assert namespace_pids(pid)[-1] == 1, f"not PID 1 in its namespace: {namespace_pids(pid)}"
+        assert children(pid), "no prefork pool processes under PID 1"
+
+        os.kill(pid, signal.SIGTERM)
+        try:
+            value = result.get(timeout=60)
+        except Exception as exc:  # noqa: BLE001 - report with the worker's log
+            proc.fail(f"the running task did not survive SIGTERM to PID 1: {exc!r}")
+        assert value == {"slept": 4}
+    finally:
+        client.close()
+
+    try:
+        wait_until(lambda: not proc.alive(), 60, what="PID 1 to exit after its warm shutdown")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
+    out = proc.output()
+    assert "Warm shutdown" in out, out[-3000:]
+    assert "WorkerLostError" not in out, out[-3000:]
+    assert proc.popen.returncode == 0, out[-3000:]
