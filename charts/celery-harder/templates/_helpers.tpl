@@ -177,7 +177,7 @@ checksum/credentials: {{ toJson (list .Values.redis.auth .Values.externalRedis .
 {{/* Pod securityContext. Call with (dict "root" $ "uid" 10001). */}}
 {{- define "celery-harder.podSecurityContext" -}}
 {{- $p := .root.Values.podSecurityContext }}
-{{- $uid := default $p.runAsUser .uid }}
+{{- $uid := default $p.runAsUser .uid -}}
 runAsNonRoot: true
 runAsUser: {{ $uid }}
 runAsGroup: {{ default $p.runAsGroup .uid }}
