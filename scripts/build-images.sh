@@ -82,8 +82,8 @@ ensure_tools() {
   log "installing ${missing[*]} with apt-get"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq \
     || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      buildah podman debootstrap containernetworking-plugins fuse-overlayfs uidmap >/dev/null \
+  # With recommends: buildah/podman then bring what this machine was seen working with.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman debootstrap >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 }
 
