@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between status reads of the SSE stream and the reaper."
     )
 
+    operator_poll_interval: float = Field(
+        2.0, gt=0, description="Seconds between the operator's status reads of a running workflow."
+    )
+    operator_status_max_nodes: int = Field(
+        100, ge=0, le=100, description="Most nodes listed in a TaskWorkflow's status (counts stay whole)."
+    )
+
     @property
     def result_backend_url(self) -> str:
         """The result backend URL, falling back to the broker's."""

@@ -1,0 +1,1 @@
+"""The TaskWorkflow operator: `kopf run -m celery_harder_operator.handlers`."""

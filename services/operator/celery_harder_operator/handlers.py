@@ -1,0 +1,157 @@
+"""kopf handlers: they wire TaskWorkflow events to the workflow engine and hold no logic.
+
+Run with `kopf run --standalone --all-namespaces -m celery_harder_operator.handlers`.
+Every handler is synchronous (kopf runs it in a thread) and returns nothing, so no
+handler result is ever written into `.status`.
+"""
+
+import logging
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import kopf
+from celery_harder.settings import get_settings
+from celery_harder.task_client import BrokerUnavailable, create_task_client
+from celery_harder.workflow.engine import WorkflowEngine
+from celery_harder.workflow.spec import SpecError
+from celery_harder.workflow.status import FINAL_PHASES, WorkflowStatus
+
+from celery_harder_operator import status as st
+from celery_harder_operator.kube import delete_taskworkflow
+from celery_harder_operator.resource import (
+    ANNOTATION_PREFIX,
+    FINALIZER,
+    GROUP,
+    PLURAL,
+    SHUTDOWN_TERMINATE,
+    VERSION,
+    workflow_id,
+)
+
+RETRY_DELAY = 5.0
+
+
+@lru_cache(maxsize=1)
+def engine() -> WorkflowEngine:
+    """The process's workflow engine."""
+    return WorkflowEngine(create_task_client(get_settings()))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Keep kopf's state under the project's prefix; post only our own Events."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    # kopf's own "handler succeeded" Events are noise; ours go out with kopf.event().
+    settings.posting.level = logging.WARNING
+
+
+def publish(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, new: dict[str, Any]) -> None:
+    """Patch the status fields that changed and post an Event when the phase ends."""
+    changes = st.status_changes(status, new)
+    if changes:
+        patch.status.update(changes)
+    transition = st.event_for_transition(status.get("phase"), new)
+    if transition:
+        kind, reason = transition
+        kopf.event(body, type=kind, reason=reason, message=new.get("message", ""))
+
+
+def engine_call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call the engine; an unreachable Redis is retried by kopf, never a crash loop."""
+    try:
+        return fn(*args, **kwargs)
+    except BrokerUnavailable as exc:
+        raise kopf.TemporaryError(f"{what}: {exc}", delay=RETRY_DELAY) from exc
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+def dispatch(
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    uid: str,
+    **_: Any,
+) -> None:
+    """Validate and dispatch; on resume the engine finds the run and sends nothing."""
+    if status.get("phase") in FINAL_PHASES:
+        return
+    generation = int(meta.get("generation", 1))
+    try:
+        submitted = engine_call(
+            "dispatch",
+            engine().submit,
+            dict(spec)["workflow"],
+            workflow_id=workflow_id(uid),
+            timeout_seconds=spec.get("timeoutSeconds"),
+        )
+    except SpecError as exc:
+        new = st.validation_failed_status(str(exc), generation, status)
+        patch.status.update(st.status_changes(status, new))
+        kopf.event(body, type="Warning", reason=st.REASON_VALIDATION, message=new["message"])
+        return
+    reason = "Dispatched" if submitted.dispatched_now else "Resumed"
+    kopf.event(
+        body, type="Normal", reason=reason,
+        message=f"{len(submitted.leaves)} tasks in workflow {submitted.id}",
+    )  # fmt: skip
+    current = engine_call("status", engine().status, submitted.id)
+    if current is not None:
+        publish(body, patch, status, build(current, generation, status))
+
+
+def build(current: WorkflowStatus, generation: int, status: kopf.Status) -> dict[str, Any]:
+    return st.build_status(current, generation, status, get_settings().operator_status_max_nodes)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().operator_poll_interval)
+def sync(
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    uid: str,
+    name: str,
+    namespace: str | None,
+    **_: Any,
+) -> None:
+    """Follow a running workflow; shut it down when asked; delete it when its TTL ends."""
+    phase = status.get("phase")
+    if phase is None:
+        return  # not dispatched yet: the create handler owns it
+    if phase in FINAL_PHASES:
+        if st.ttl_expired(status, spec.get("ttlSecondsAfterFinished"), datetime.now(UTC)):
+            kopf.event(body, type="Normal", reason="TTLExpired", message="deleting")
+            delete_taskworkflow(namespace or "default", name)
+        return
+    wid = workflow_id(uid)
+    shutdown = spec.get("shutdown")
+    if shutdown:
+        terminate = shutdown == SHUTDOWN_TERMINATE
+        current = engine_call("shutdown", engine().cancel, wid, terminate=terminate)
+        kopf.event(body, type="Normal", reason="Shutdown", message=f"shutdown: {shutdown}")
+    else:
+        current = engine_call("status", engine().status, wid)
+    if current is None:
+        new = dict(status, phase="Failed", message=f"workflow {wid} is gone from Redis")
+        publish(body, patch, status, new)
+        return
+    publish(body, patch, status, build(current, int(meta.get("generation", 1)), status))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def cancel_on_delete(status: kopf.Status, body: kopf.Body, uid: str, **_: Any) -> None:
+    """Deleting a running TaskWorkflow cancels its run (running tasks are terminated)."""
+    if status.get("phase") in FINAL_PHASES or not status.get("workflowId"):
+        return
+    engine_call("cancel", engine().cancel, workflow_id(uid), terminate=True)
