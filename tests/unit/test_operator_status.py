@@ -20,7 +20,7 @@ def node(i: int, phase: str, error: dict | None = None) -> NodeStatus:
     return NodeStatus(f"workflow.group[{i}]", "add", f"id-{i}", "STATE", phase, error=error)
 
 
-def workflow(phase: str, reason: str, nodes: list[NodeStatus], counts: dict | None = None):  # noqa: ANN201
+def workflow(phase: str, reason: str, nodes: list[NodeStatus], counts: dict | None = None):
     return WorkflowStatus(
         id="wf", phase=phase, reason=reason, message=f"{phase} message",
         counts=counts or COUNTS, nodes=nodes, result=None,

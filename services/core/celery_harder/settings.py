@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Seconds between the operator's status reads of a running workflow."
     )
     operator_status_max_nodes: int = Field(
-        100, ge=0, le=100, description="Most nodes listed in a TaskWorkflow's status (counts stay whole)."
+        100, ge=0, le=100, description="Most nodes a TaskWorkflow status lists; counts stay whole."
     )
 
     @property

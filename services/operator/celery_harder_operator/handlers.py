@@ -11,12 +11,12 @@ from functools import lru_cache
 from typing import Any
 
 import kopf
+
 from celery_harder.settings import get_settings
 from celery_harder.task_client import BrokerUnavailable, create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
 from celery_harder.workflow.spec import SpecError
 from celery_harder.workflow.status import FINAL_PHASES, WorkflowStatus
-
 from celery_harder_operator import status as st
 from celery_harder_operator.kube import delete_taskworkflow
 from celery_harder_operator.resource import (

@@ -135,7 +135,7 @@ def build_status(
                 conditions,
                 now,
             ),
-        ],  # fmt: skip
+        ],
     }
     if ws.started_at:
         status["startedAt"] = rfc3339(ws.started_at)
