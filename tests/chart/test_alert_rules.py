@@ -4,6 +4,7 @@ promtool comes from Debian's `prometheus` package (DESIGN.md, tools). Without it
 these tests skip with that reason; the structure of the PrometheusRule is still
 asserted in test_policy.py.
 """
+
 import shutil
 import subprocess
 
@@ -13,13 +14,15 @@ import yaml
 from .chartlib import NAMESPACE, render_sets
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)")
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)"
+)
 
 NS = NAMESPACE
 
 
 def _rules(tmp_path, *sets):
-    render = render_sets("helm4", ("monitoring.enabled=true",) + tuple(sets))
+    render = render_sets("helm4", ("monitoring.enabled=true", *sets))
     (rule,) = render.of_kind("PrometheusRule")
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rule["spec"]))
@@ -27,7 +30,9 @@ def _rules(tmp_path, *sets):
 
 
 def _promtool(*args):
-    proc = subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -54,42 +59,120 @@ def test_alerts_fire_on_the_mixin_thresholds(tmp_path):
                 "interval": "1m",
                 "input_series": [
                     # add: 1 failure per 9 successes = 10 % -> fires
-                    {"series": f'celery_task_failed_total{{{lab},name="add",hostname="w1",exception="E"}}', "values": "0+1x40"},
-                    {"series": f'celery_task_succeeded_total{{{lab},name="add",hostname="w1"}}', "values": "0+9x40"},
+                    {
+                        "series": f'celery_task_failed_total{{{lab},name="add",hostname="w1",exception="E"}}',  # noqa: E501
+                        "values": "0+1x40",
+                    },
+                    {
+                        "series": f'celery_task_succeeded_total{{{lab},name="add",hostname="w1"}}',
+                        "values": "0+9x40",
+                    },
                     # mul: 1 failure per 99 successes = 1 % -> quiet
-                    {"series": f'celery_task_failed_total{{{lab},name="mul",hostname="w1",exception="E"}}', "values": "0+1x40"},
-                    {"series": f'celery_task_succeeded_total{{{lab},name="mul",hostname="w1"}}', "values": "0+99x40"},
+                    {
+                        "series": f'celery_task_failed_total{{{lab},name="mul",hostname="w1",exception="E"}}',  # noqa: E501
+                        "values": "0+1x40",
+                    },
+                    {
+                        "series": f'celery_task_succeeded_total{{{lab},name="mul",hostname="w1"}}',
+                        "values": "0+99x40",
+                    },
                     # fail: only failures, no succeeded series at all -> 100 %, fires
-                    {"series": f'celery_task_failed_total{{{lab},name="fail",hostname="w1",exception="E"}}', "values": "0+2x40"},
+                    {
+                        "series": f'celery_task_failed_total{{{lab},name="fail",hostname="w1",exception="E"}}',  # noqa: E501
+                        "values": "0+2x40",
+                    },
                     # another namespace's tasks are not ours
-                    {"series": 'celery_task_failed_total{namespace="other",queue_name="celery",name="add",hostname="w9",exception="E"}', "values": "0+5x40"},
+                    {
+                        "series": 'celery_task_failed_total{namespace="other",queue_name="celery",name="add",hostname="w9",exception="E"}',  # noqa: E501
+                        "values": "0+5x40",
+                    },
                     # queue length: 150 for the whole window, a quiet queue at 50
-                    {"series": f'celery_queue_length{{namespace="{NS}",queue_name="celery"}}', "values": "150x40"},
-                    {"series": f'celery_queue_length{{namespace="{NS}",queue_name="quiet"}}', "values": "50x40"},
+                    {
+                        "series": f'celery_queue_length{{namespace="{NS}",queue_name="celery"}}',
+                        "values": "150x40",
+                    },
+                    {
+                        "series": f'celery_queue_length{{namespace="{NS}",queue_name="quiet"}}',
+                        "values": "50x40",
+                    },
                     # one worker down for good, one up
-                    {"series": f'celery_worker_up{{namespace="{NS}",hostname="worker@a"}}', "values": "0x40"},
-                    {"series": f'celery_worker_up{{namespace="{NS}",hostname="worker@b"}}', "values": "1x40"},
+                    {
+                        "series": f'celery_worker_up{{namespace="{NS}",hostname="worker@a"}}',
+                        "values": "0x40",
+                    },
+                    {
+                        "series": f'celery_worker_up{{namespace="{NS}",hostname="worker@b"}}',
+                        "values": "1x40",
+                    },
                 ],
                 "alert_rule_test": [
-                    {"eval_time": "15m", "alertname": "CeleryTaskHighFailRate", "exp_alerts": [
-                        {"exp_labels": {"severity": "warning", "namespace": NS, "queue_name": "celery", "name": "add"},
-                         "exp_annotations": {"summary": "Celery task failure rate is high.", "description": _fail_desc("add")}},
-                        {"exp_labels": {"severity": "warning", "namespace": NS, "queue_name": "celery", "name": "fail"},
-                         "exp_annotations": {"summary": "Celery task failure rate is high.", "description": _fail_desc("fail")}},
-                    ]},
+                    {
+                        "eval_time": "15m",
+                        "alertname": "CeleryTaskHighFailRate",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "namespace": NS,
+                                    "queue_name": "celery",
+                                    "name": "add",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Celery task failure rate is high.",
+                                    "description": _fail_desc("add"),
+                                },
+                            },
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "namespace": NS,
+                                    "queue_name": "celery",
+                                    "name": "fail",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Celery task failure rate is high.",
+                                    "description": _fail_desc("fail"),
+                                },
+                            },
+                        ],
+                    },
                     # 150 messages for 19 minutes: not yet
                     {"eval_time": "19m", "alertname": "CeleryHighQueueLength", "exp_alerts": []},
-                    {"eval_time": "25m", "alertname": "CeleryHighQueueLength", "exp_alerts": [
-                        {"exp_labels": {"severity": "warning", "namespace": NS, "queue_name": "celery"},
-                         "exp_annotations": {"summary": "Celery queue is backing up.",
-                                             "description": "More than 100 messages have waited in queue celery for 20 minutes."}},
-                    ]},
+                    {
+                        "eval_time": "25m",
+                        "alertname": "CeleryHighQueueLength",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "namespace": NS,
+                                    "queue_name": "celery",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Celery queue is backing up.",
+                                    "description": "More than 100 messages have waited in queue celery for 20 minutes.",  # noqa: E501
+                                },
+                            },
+                        ],
+                    },
                     {"eval_time": "14m", "alertname": "CeleryWorkerDown", "exp_alerts": []},
-                    {"eval_time": "20m", "alertname": "CeleryWorkerDown", "exp_alerts": [
-                        {"exp_labels": {"severity": "critical", "namespace": NS, "hostname": "worker@a"},
-                         "exp_annotations": {"summary": "A Celery worker is down.",
-                                             "description": "Celery worker worker@a has been down for 15 minutes."}},
-                    ]},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "CeleryWorkerDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "namespace": NS,
+                                    "hostname": "worker@a",
+                                },
+                                "exp_annotations": {
+                                    "summary": "A Celery worker is down.",
+                                    "description": "Celery worker worker@a has been down for 15 minutes.",  # noqa: E501
+                                },
+                            },
+                        ],
+                    },
                 ],
             }
         ],
@@ -101,8 +184,11 @@ def test_alerts_fire_on_the_mixin_thresholds(tmp_path):
 
 
 def test_thresholds_follow_values(tmp_path):
-    rules = yaml.safe_load(_rules(tmp_path, "monitoring.rules.failureRatePercent=20",
-                                  "monitoring.rules.queueLength=1000").read_text())
+    rules = yaml.safe_load(
+        _rules(
+            tmp_path, "monitoring.rules.failureRatePercent=20", "monitoring.rules.queueLength=1000"
+        ).read_text()
+    )
     exprs = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
     assert exprs["CeleryTaskHighFailRate"].rstrip().endswith("> 20")
     assert exprs["CeleryHighQueueLength"].rstrip().endswith("> 1000")

@@ -9,6 +9,7 @@ No container runtime or cluster runs here (T4 is a user's machine), so:
   and run end to end against stub kind/kubectl/helm/skaffold/docker binaries
   that record their arguments, to show the order of the steps and the flags.
 """
+
 import copy
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -82,6 +84,43 @@ def _json_patch(doc, patches):
     return doc
 
 
+def _skaffold_schema(api_version):
+    """The JSON schema skaffold publishes for `api_version`, from its Go module in a module cache."""  # noqa: E501
+    name = api_version.split("/")[1] + ".json"
+    caches = [
+        os.environ.get("GOMODCACHE"),
+        Path.home() / ".cache" / "celery-harder" / "go" / "mod",
+        Path.home() / "go" / "pkg" / "mod",
+    ]
+    hits = [
+        p
+        for c in caches
+        if c and Path(c).is_dir()
+        for p in Path(c).glob(
+            f"github.com/!google!container!tools/skaffold/v2@*/docs-v2/content/en/schemas/{name}"
+        )
+    ]
+    return json.loads(max(hits).read_text()) if hits else None
+
+
+def test_skaffold_yaml_validates_against_skaffolds_schema():
+    sk = _load(SKAFFOLD)
+    schema = _skaffold_schema(sk["apiVersion"])
+    if schema is None:
+        pytest.skip(
+            "skaffold's JSON schemas are not in a Go module cache; fetch them with "
+            "GOMODCACHE=~/.cache/celery-harder/go/mod go mod download "
+            "github.com/GoogleContainerTools/skaffold/v2@v2.16.1"
+        )
+    validator = jsonschema.Draft7Validator(schema)
+    assert not list(validator.iter_errors(sk))
+    for prof in sk["profiles"]:
+        assert not list(validator.iter_errors(_json_patch(sk, prof.get("patches", []))))
+    bad = copy.deepcopy(sk)
+    bad["deploy"]["helm"]["releases"][0]["setValueTemplatez"] = {}
+    assert list(validator.iter_errors(bad)), "the schema should reject an unknown field"
+
+
 def test_skaffold_builds_three_images_from_the_repo_root():
     sk = _load(SKAFFOLD)
     assert re.match(r"^skaffold/v4beta\d+$", sk["apiVersion"]) and sk["kind"] == "Config"
@@ -104,9 +143,11 @@ def test_skaffold_sets_every_image_through_set_value_templates():
     for a in sk["build"]["artifacts"]:
         svc = a["image"].split("/")[1]
         name = _sanitize(a["image"])
-        assert templates[f"{svc}.image.repository"] == "{{.IMAGE_REPO_%s}}" % name
-        assert templates[f"{svc}.image.tag"] == "{{.IMAGE_TAG_%s}}" % name
-        assert values[svc]["image"]["repository"] == a["image"], "chart default should match the artifact"
+        assert templates[f"{svc}.image.repository"] == f"{{{{.IMAGE_REPO_{name}}}}}"
+        assert templates[f"{svc}.image.tag"] == f"{{{{.IMAGE_TAG_{name}}}}}"
+        assert values[svc]["image"]["repository"] == a["image"], (
+            "chart default should match the artifact"
+        )
     for key in list(templates) + list(release.get("setValues", {})):
         node = values
         for part in key.split("."):
@@ -114,7 +155,9 @@ def test_skaffold_sets_every_image_through_set_value_templates():
             node = node[part]
 
 
-@pytest.mark.parametrize("profile,context", [("kind", "kind-celery-harder"), ("minikube", "minikube")])
+@pytest.mark.parametrize(
+    "profile,context", [("kind", "kind-celery-harder"), ("minikube", "minikube")]
+)
 def test_skaffold_profiles_apply_and_point_at_existing_values(profile, context):
     sk = _load(SKAFFOLD)
     (prof,) = [p for p in sk["profiles"] if p["name"] == profile]
@@ -131,7 +174,7 @@ def test_skaffold_profiles_apply_and_point_at_existing_values(profile, context):
 @pytest.mark.parametrize("helm", sorted(HELMS))
 @pytest.mark.parametrize("profile", ["kind", "minikube"])
 def test_chart_renders_as_skaffold_deploys_it(helm, profile):
-    """Render like Skaffold's helm deployer: the profile's values files plus setValues and filled-in setValueTemplates."""
+    """Render like Skaffold's helm deployer: the profile's values files plus setValues and filled-in setValueTemplates."""  # noqa: E501
     sk = _load(SKAFFOLD)
     (prof,) = [p for p in sk["profiles"] if p["name"] == profile]
     (release,) = _json_patch(sk, prof.get("patches", []))["deploy"]["helm"]["releases"]
@@ -140,7 +183,13 @@ def test_chart_renders_as_skaffold_deploys_it(helm, profile):
         name = _sanitize(a["image"])
         env[f"IMAGE_REPO_{name}"] = a["image"]
         env[f"IMAGE_TAG_{name}"] = "3f2a9c1d"
-    args = ["template", release["name"], str(REPO / release["chartPath"]), "--namespace", release["namespace"]]
+    args = [
+        "template",
+        release["name"],
+        str(REPO / release["chartPath"]),
+        "--namespace",
+        release["namespace"],
+    ]
     for f in release["valuesFiles"]:
         args += ["-f", str(REPO / f)]
     for key, value in release.get("setValues", {}).items():
@@ -149,20 +198,36 @@ def test_chart_renders_as_skaffold_deploys_it(helm, profile):
         value = re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: env[m.group(1)], tmpl)
         args += ["--set-string", f"{key}={value}"]
     docs = [d for d in yaml.safe_load_all(run_helm(helm, *args).stdout) if d]
-    images = {c["image"] for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Pod")
-              for c in (d["spec"] if d["kind"] == "Pod" else d["spec"]["template"]["spec"])["containers"]}
-    assert {"celery-harder/api:3f2a9c1d", "celery-harder/worker:3f2a9c1d", "celery-harder/operator:3f2a9c1d"} <= images
+    images = {
+        c["image"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "Pod")
+        for c in (d["spec"] if d["kind"] == "Pod" else d["spec"]["template"]["spec"])["containers"]
+    }
+    assert {
+        "celery-harder/api:3f2a9c1d",
+        "celery-harder/worker:3f2a9c1d",
+        "celery-harder/operator:3f2a9c1d",
+    } <= images
     for d in docs:
         if d["apiVersion"].startswith(("keda.sh", "monitoring.coreos.com")):
             continue  # custom resources: shape-checked in test_render_validate.py
         kubernetes_validate.validate(d, "1.35.0", strict=True)
-    # the port-forwards name Services this render creates (Grafana's comes from kube-prometheus-stack)
-    services = {(d["metadata"]["name"], p["port"]) for d in docs if d["kind"] == "Service" for p in d["spec"]["ports"]}
+    # the port-forwards name Services this render creates (Grafana's comes from kube-prometheus-stack)  # noqa: E501
+    services = {
+        (d["metadata"]["name"], p["port"])
+        for d in docs
+        if d["kind"] == "Service"
+        for p in d["spec"]["ports"]
+    }
     for pf in sk["portForward"]:
         if pf["namespace"] == release["namespace"]:
             assert (pf["resourceName"], pf["port"]) in services, pf
         else:
-            assert pf["resourceName"] == "kube-prometheus-stack-grafana" and pf["namespace"] == "monitoring"
+            assert (
+                pf["resourceName"] == "kube-prometheus-stack-grafana"
+                and pf["namespace"] == "monitoring"
+            )
 
 
 # ---------------------------------------------------------------- kind-up.sh
@@ -178,8 +243,12 @@ def test_kind_up_is_valid_bash():
 
 def test_kind_up_passes_shellcheck():
     if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck is not installed (Debian package `shellcheck`); bash -n is checked above")
-    proc = subprocess.run(["shellcheck", "-x", str(KIND_UP)], capture_output=True, text=True)
+        pytest.skip(
+            "shellcheck is not installed (Debian package `shellcheck`); bash -n is checked above"
+        )
+    proc = subprocess.run(
+        ["shellcheck", "-x", str(KIND_UP)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout
 
 
@@ -195,7 +264,7 @@ STUB = textwrap.dedent("""\
       kubectl*" apply "*"-o name"*) echo "taskworkflow.celery-harder.io/chain-example" ;;
       kubectl*" get secret "*) printf 'flower-dev' | base64 ;;
       "helm version"*) echo "v3.17.3" ;;
-      "skaffold version"*) echo "v2.16.1" ;;
+      "skaffold version"*) echo "${STUB_SKAFFOLD_VERSION:-v2.16.1}" ;;
     esac
     exit 0
     """)
@@ -207,21 +276,44 @@ def _stub_env(tmp_path, tools=("docker", "kind", "kubectl", "helm", "skaffold"))
     for tool in tools:
         (bindir / tool).write_text(STUB)
         (bindir / tool).chmod(0o755)
-    for tool in ("bash", "env", "basename", "dirname", "grep", "awk", "sed", "head", "base64", "cat", "touch", "printf"):
+    for tool in (
+        "bash",
+        "env",
+        "basename",
+        "dirname",
+        "grep",
+        "awk",
+        "sed",
+        "head",
+        "base64",
+        "cat",
+        "touch",
+        "printf",
+    ):
         real = shutil.which(tool)
         if real and not (bindir / tool).exists():
             (bindir / tool).symlink_to(real)
     log = tmp_path / "calls.log"
     example = tmp_path / "chain.yaml"
-    example.write_text("apiVersion: celery-harder.io/v1alpha1\nkind: TaskWorkflow\nmetadata: {name: chain-example}\n")
-    env = {"PATH": str(bindir), "STUB_LOG": str(log), "STUB_DIR": str(tmp_path), "HOME": str(tmp_path),
-           "EXAMPLE": str(example), "SKIP_PORT_CHECK": "1"}
+    example.write_text(
+        "apiVersion: celery-harder.io/v1alpha1\nkind: TaskWorkflow\nmetadata: {name: chain-example}\n"  # noqa: E501
+    )
+    env = {
+        "PATH": str(bindir),
+        "STUB_LOG": str(log),
+        "STUB_DIR": str(tmp_path),
+        "HOME": str(tmp_path),
+        "EXAMPLE": str(example),
+        "SKIP_PORT_CHECK": "1",
+    }
     return env, log
 
 
 def test_kind_up_runs_the_whole_t4_path_in_order(tmp_path):
     env, log = _stub_env(tmp_path)
-    proc = subprocess.run([str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     calls = log.read_text().splitlines()
 
@@ -236,14 +328,14 @@ def test_kind_up_runs_the_whole_t4_path_in_order(tmp_path):
         r"^helm repo add kedacore https://kedacore.github.io/charts",
         r"^helm repo add prometheus-community https://prometheus-community.github.io/helm-charts",
         r"^helm upgrade --install keda kedacore/keda .*--namespace keda .*--wait",
-        r"^helm upgrade --install kube-prometheus-stack prometheus-community/kube-prometheus-stack .*--namespace monitoring",
+        r"^helm upgrade --install kube-prometheus-stack prometheus-community/kube-prometheus-stack .*--namespace monitoring",  # noqa: E501
         r"^skaffold run -p kind",
         r"^helm test celery-harder .*--namespace celery-harder",
         r"^kubectl .*apply -f \S+chain.yaml -o name",
-        r"^kubectl .*wait --for=jsonpath=\{\.status\.phase\}=Succeeded taskworkflow.celery-harder.io/chain-example",
+        r"^kubectl .*wait --for=jsonpath=\{\.status\.phase\}=Succeeded taskworkflow.celery-harder.io/chain-example",  # noqa: E501
     ]
     order = [index(s) for s in steps]
-    assert order == sorted(order), list(zip(steps, order))
+    assert order == sorted(order), list(zip(steps, order, strict=True))
     kps = calls[index(r"kube-prometheus-stack prometheus-community")]
     assert "grafana.service.nodePort=30300" in kps and "ruleSelectorNilUsesHelmValues=false" in kps
     for url in ("http://localhost:8000", "http://localhost:5555", "http://localhost:3000"):
@@ -254,22 +346,41 @@ def test_kind_up_runs_the_whole_t4_path_in_order(tmp_path):
 def test_kind_up_reuses_an_existing_cluster(tmp_path):
     env, log = _stub_env(tmp_path)
     (tmp_path / "cluster").touch()
-    proc = subprocess.run([str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "kind create cluster" not in log.read_text()
 
 
 @pytest.mark.parametrize("missing", ["kind", "skaffold", "helm", "docker"])
 def test_kind_up_checks_prerequisites(tmp_path, missing):
-    env, log = _stub_env(tmp_path, tools=[t for t in ("docker", "kind", "kubectl", "helm", "skaffold") if t != missing])
-    proc = subprocess.run([str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60)
+    env, log = _stub_env(
+        tmp_path,
+        tools=[t for t in ("docker", "kind", "kubectl", "helm", "skaffold") if t != missing],
+    )
+    proc = subprocess.run(
+        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode != 0
     assert f"{missing} is not installed" in proc.stderr
     assert "create cluster" not in (log.read_text() if log.exists() else "")
 
 
+def test_kind_up_requires_a_skaffold_that_reads_the_config(tmp_path):
+    env, _log = _stub_env(tmp_path)
+    env["STUB_SKAFFOLD_VERSION"] = "v2.10.0"
+    proc = subprocess.run(
+        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode != 0 and "skaffold v2.15+ is required" in proc.stderr
+    assert re.search(r"^apiVersion: skaffold/v4beta13$", SKAFFOLD.read_text(), re.M)
+
+
 def test_kind_up_down_deletes_the_cluster(tmp_path):
     env, log = _stub_env(tmp_path)
-    proc = subprocess.run([str(KIND_UP), "--down"], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(KIND_UP), "--down"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().splitlines() == ["kind delete cluster --name celery-harder"]

@@ -1,4 +1,6 @@
 """Policy assertions over every rendered workload, for every matrix case and both helms."""
+
+import json
 import re
 
 import pytest
@@ -46,7 +48,7 @@ def _config(render):
 
 
 @pytest.mark.parametrize("helm,case", CASES)
-def test_workloads_are_locked_down(helm, case):
+def test_workloads_are_locked_down(helm, case):  # noqa: PLR0912
     render = render_case(helm, case)
     problems = []
     assert render.workloads()
@@ -91,7 +93,8 @@ def test_workloads_are_locked_down(helm, case):
         for c in _containers(obj):
             for m in c.get("volumeMounts", []):
                 if m["name"] not in volumes and not any(
-                    t["metadata"]["name"] == m["name"] for t in obj["spec"].get("volumeClaimTemplates", [])
+                    t["metadata"]["name"] == m["name"]
+                    for t in obj["spec"].get("volumeClaimTemplates", [])
                 ):
                     problems.append(f"{ident}: mount {m['name']} has no volume")
     assert not problems, "\n".join(problems)
@@ -116,17 +119,23 @@ def test_every_service_selects_rendered_pods(helm, case):
         selector = svc["spec"]["selector"]
         assert selector, f"Service {svc['metadata']['name']} has no selector"
         matching = [p for p in pods if all(p.get(k) == v for k, v in selector.items())]
-        assert matching, f"Service {svc['metadata']['name']} selects {selector}: no pods in the render"
+        assert matching, (
+            f"Service {svc['metadata']['name']} selects {selector}: no pods in the render"
+        )
         # named target ports exist on the selected pods
         for port in svc["spec"]["ports"]:
             target = port.get("targetPort")
             if isinstance(target, str):
                 names = {
                     p["name"]
-                    for w in render.workloads() if all(pod_labels(w).get(k) == v for k, v in selector.items())
-                    for c in pod_spec(w)["containers"] for p in c.get("ports", [])
+                    for w in render.workloads()
+                    if all(pod_labels(w).get(k) == v for k, v in selector.items())
+                    for c in pod_spec(w)["containers"]
+                    for p in c.get("ports", [])
                 }
-                assert target in names, f"Service {svc['metadata']['name']}: no container port named {target}"
+                assert target in names, (
+                    f"Service {svc['metadata']['name']}: no container port named {target}"
+                )
 
 
 @pytest.mark.parametrize("helm,case", CASES)
@@ -138,9 +147,17 @@ def test_workload_selectors_match_their_pod_labels(helm, case):
         sel = obj["spec"]["selector"]["matchLabels"]
         labels = pod_labels(obj)
         assert all(labels.get(k) == v for k, v in sel.items()), obj["metadata"]["name"]
-        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-                    "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart"):
-            assert key in obj["metadata"]["labels"], f"{obj['metadata']['name']}: label {key} missing"
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
+            assert key in obj["metadata"]["labels"], (
+                f"{obj['metadata']['name']}: label {key} missing"
+            )
 
 
 @pytest.mark.parametrize("helm,case", CASES)
@@ -163,7 +180,9 @@ def test_networkpolicies_select_rendered_pods(helm, case):
         for w in render.workloads():
             env = {e["name"] for c in pod_spec(w)["containers"] for e in c.get("env", [])}
             if "CELERY_BROKER_URL" in env or "CE_BROKER_URL" in env:
-                assert pod_labels(w).get("celery-harder.io/redis-client") == "true", w["metadata"]["name"]
+                assert pod_labels(w).get("celery-harder.io/redis-client") == "true", w["metadata"][
+                    "name"
+                ]
 
 
 @pytest.mark.parametrize("helm,case", CASES)
@@ -202,10 +221,12 @@ def test_scaledobject_counts_the_queue_and_its_priority_lists(helm, case):
     values = _case_values(case).get("keda", {})
     assert so["spec"]["minReplicaCount"] == values.get("minReplicaCount", 1)
     assert so["spec"]["advanced"]["scalingModifiers"]["target"] == str(values.get("listLength", 5))
-    # every trigger authenticates through the TriggerAuthentication that reads the pods' Redis Secret
+    # every trigger authenticates through the TriggerAuthentication that reads the pods' Redis Secret  # noqa: E501
     (ta,) = render.of_kind("TriggerAuthentication")
     (ref,) = ta["spec"]["secretTargetRef"]
-    redis_env = next(e for e in pod_spec(worker)["containers"][0]["env"] if e["name"] == "REDIS_PASSWORD")
+    redis_env = next(
+        e for e in pod_spec(worker)["containers"][0]["env"] if e["name"] == "REDIS_PASSWORD"
+    )
     assert ref["parameter"] == "password"
     assert {"name": ref["name"], "key": ref["key"]} == redis_env["valueFrom"]["secretKeyRef"]
     for t in triggers:
@@ -218,12 +239,20 @@ def test_scaledobject_counts_the_queue_and_its_priority_lists(helm, case):
 
 
 def worker_broker_host(worker):
-    url = next(e["value"] for e in pod_spec(worker)["containers"][0]["env"] if e["name"] == "CELERY_BROKER_URL")
+    url = next(
+        e["value"]
+        for e in pod_spec(worker)["containers"][0]["env"]
+        if e["name"] == "CELERY_BROKER_URL"
+    )
     return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).group(1)
 
 
 def worker_broker_db(worker):
-    url = next(e["value"] for e in pod_spec(worker)["containers"][0]["env"] if e["name"] == "CELERY_BROKER_URL")
+    url = next(
+        e["value"]
+        for e in pod_spec(worker)["containers"][0]["env"]
+        if e["name"] == "CELERY_BROKER_URL"
+    )
     return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).group(2)
 
 
@@ -237,7 +266,10 @@ def test_priority_list_names_are_escaped_control_characters_in_the_bytes(helm):
     # ...and they decode to exactly the key kombu writes: b"celery\x06\x163".
     (so,) = render.of_kind("ScaledObject")
     assert [t["metadata"]["listName"].encode() for t in so["spec"]["triggers"]][1:] == [
-        b"celery\x06\x163", b"celery\x06\x166", b"celery\x06\x169"]
+        b"celery\x06\x163",
+        b"celery\x06\x166",
+        b"celery\x06\x169",
+    ]
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
@@ -248,7 +280,11 @@ def test_custom_queue_flows_to_worker_keda_exporter_and_config(helm):
     assert _config(render)["CELERY_HARDER_QUEUE"] == "documents"
     (so,) = render.of_kind("ScaledObject")
     assert [t["metadata"]["listName"] for t in so["spec"]["triggers"]] == [
-        "documents", f"documents{SEP}3", f"documents{SEP}6", f"documents{SEP}9"]
+        "documents",
+        f"documents{SEP}3",
+        f"documents{SEP}6",
+        f"documents{SEP}9",
+    ]
     exporter = render.get("Deployment", "celery-harder-exporter")
     env = {e["name"]: e.get("value") for e in pod_spec(exporter)["containers"][0]["env"]}
     assert env["CE_QUEUES"] == "documents"
@@ -268,8 +304,14 @@ def test_grace_period_covers_hard_limit_plus_soft_shutdown(helm, case):
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
 def test_grace_period_follows_the_time_limits(helm):
-    render = render_sets(helm, ("celery.taskTimeLimit=1200", "celery.taskSoftTimeLimit=1100",
-                                "celery.softShutdownTimeout=60"))
+    render = render_sets(
+        helm,
+        (
+            "celery.taskTimeLimit=1200",
+            "celery.taskSoftTimeLimit=1100",
+            "celery.softShutdownTimeout=60",
+        ),
+    )
     assert pod_spec(_worker(render))["terminationGracePeriodSeconds"] == 1200 + 60 + 30
     render = render_sets(helm, ("worker.terminationGracePeriodSeconds=900",))
     assert pod_spec(_worker(render))["terminationGracePeriodSeconds"] == 900
@@ -301,12 +343,19 @@ def test_app_pods_carry_checksums_and_read_the_shared_config(helm, case):
         assert {"configMapRef": {"name": "celery-harder-config"}} in c["envFrom"], name
         env = [e["name"] for e in c["env"]]
         # the password comes before the URLs that expand it
-        assert env.index("REDIS_PASSWORD") < env.index("CELERY_BROKER_URL") < env.index("CELERY_RESULT_BACKEND")
+        assert (
+            env.index("REDIS_PASSWORD")
+            < env.index("CELERY_BROKER_URL")
+            < env.index("CELERY_RESULT_BACKEND")
+        )
 
 
 def _checksums(render):
-    return {w["metadata"]["name"]: pod_annotations(w).get("checksum/config")
-            for w in render.workloads() if "checksum/config" in pod_annotations(w)}
+    return {
+        w["metadata"]["name"]: pod_annotations(w).get("checksum/config")
+        for w in render.workloads()
+        if "checksum/config" in pod_annotations(w)
+    }
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
@@ -316,10 +365,18 @@ def test_checksum_changes_with_config_and_only_then(helm):
     assert base == again, "a value outside the shared config must not roll pods"
     changed = _checksums(render_sets(helm, ("celery.resultExpires=3600",)))
     assert base.keys() == changed.keys() and len(base) >= 4
-    assert all(base[k] != changed[k] for k in base), "changing shared config must roll every app pod"
+    assert all(base[k] != changed[k] for k in base), (
+        "changing shared config must roll every app pod"
+    )
     creds = render_sets(helm, ("redis.auth.password=other",))
-    before = {w["metadata"]["name"]: pod_annotations(w).get("checksum/credentials") for w in render_sets(helm, ()).workloads()}
-    after = {w["metadata"]["name"]: pod_annotations(w).get("checksum/credentials") for w in creds.workloads()}
+    before = {
+        w["metadata"]["name"]: pod_annotations(w).get("checksum/credentials")
+        for w in render_sets(helm, ()).workloads()
+    }
+    after = {
+        w["metadata"]["name"]: pod_annotations(w).get("checksum/credentials")
+        for w in creds.workloads()
+    }
     assert before["celery-harder-worker"] != after["celery-harder-worker"]
 
 
@@ -336,8 +393,9 @@ def test_broker_urls_carry_the_password_from_the_secret(helm, case):
             assert env["CELERY_BROKER_URL"]["value"] == env["CELERY_RESULT_BACKEND"]["value"]
             assert env["CELERY_BROKER_URL"]["value"].startswith("redis://:$(REDIS_PASSWORD)@")
             ref = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-            existing = (values.get("redis", {}).get("auth", {}).get("existingSecret")
-                        or values.get("externalRedis", {}).get("existingSecret"))
+            existing = values.get("redis", {}).get("auth", {}).get("existingSecret") or values.get(
+                "externalRedis", {}
+            ).get("existingSecret")
             if existing:
                 assert ref["name"] == existing
             else:
@@ -367,7 +425,12 @@ def test_redis_is_durable_and_never_evicts(helm):
 def test_operator_rbac_is_minimal(helm):
     render = render_case(helm, "defaults")
     (role,) = render.of_kind("ClusterRole")
-    rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    rules = {
+        (g, r): set(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
     assert rules[("celery-harder.io", "taskworkflows")] == {"get", "list", "watch", "patch"}
     assert rules[("celery-harder.io", "taskworkflows/status")] == {"get", "patch", "update"}
     assert {"list", "watch"} <= rules[("apiextensions.k8s.io", "customresourcedefinitions")]
@@ -375,7 +438,10 @@ def test_operator_rbac_is_minimal(helm):
     assert "create" in rules[("", "events")]
     assert not any("kopfpeerings" in r for _, r in rules), "--standalone needs no peering rights"
     assert all("*" not in v for v in rules.values()) and all("*" not in k[1] for k in rules)
-    assert not any(v & {"delete", "deletecollection", "escalate", "bind", "impersonate"} for v in rules.values())
+    assert not any(
+        v & {"delete", "deletecollection", "escalate", "bind", "impersonate"}
+        for v in rules.values()
+    )
     dep = render.get("Deployment", "celery-harder-operator")
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
     cmd = pod_spec(dep)["containers"][0]["command"]
@@ -397,7 +463,10 @@ def test_flower_basic_auth_from_a_secret(helm):
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthcheck"
     auth = render_case(helm, "auth-on").get("Deployment", "celery-harder-flower")
     env = {e["name"]: e for e in pod_spec(auth)["containers"][0]["env"]}
-    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "platform-flower", "key": "auth"}
+    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": "platform-flower",
+        "key": "auth",
+    }
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
@@ -406,17 +475,33 @@ def test_monitoring_rules_and_dashboard(helm):
     (rule,) = render.of_kind("PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"CeleryTaskHighFailRate", "CeleryHighQueueLength", "CeleryWorkerDown"}
-    assert alerts["CeleryHighQueueLength"]["for"] == "20m" and "> 100" in alerts["CeleryHighQueueLength"]["expr"]
+    assert (
+        alerts["CeleryHighQueueLength"]["for"] == "20m"
+        and "> 100" in alerts["CeleryHighQueueLength"]["expr"]
+    )
     assert alerts["CeleryWorkerDown"]["for"] == "15m"
-    assert "[10m]" in alerts["CeleryTaskHighFailRate"]["expr"] and "> 5" in alerts["CeleryTaskHighFailRate"]["expr"]
-    assert "{{ $labels.queue_name }}" in alerts["CeleryHighQueueLength"]["annotations"]["description"]
+    assert (
+        "[10m]" in alerts["CeleryTaskHighFailRate"]["expr"]
+        and "> 5" in alerts["CeleryTaskHighFailRate"]["expr"]
+    )
+    assert (
+        "{{ $labels.queue_name }}" in alerts["CeleryHighQueueLength"]["annotations"]["description"]
+    )
     off = render_case(helm, "monitoring-on").of_kind("PrometheusRule")[0]
     assert "CeleryWorkerDown" not in {r["alert"] for g in off["spec"]["groups"] for r in g["rules"]}
-    (dash,) = [c for c in render.of_kind("ConfigMap") if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
-    import json
+    (dash,) = [
+        c
+        for c in render.of_kind("ConfigMap")
+        if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
     board = json.loads(dash["data"]["celery-harder-overview.json"])
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
-    for metric in ("celery_task_failed_total", "celery_queue_length", "celery_worker_up", "celery_task_runtime_bucket"):
+    for metric in (
+        "celery_task_failed_total",
+        "celery_queue_length",
+        "celery_worker_up",
+        "celery_task_runtime_bucket",
+    ):
         assert metric in exprs
     monitors = {m["metadata"]["name"]: m for m in render.of_kind("ServiceMonitor")}
     assert set(monitors) == {"celery-harder-exporter", "celery-harder-api", "celery-harder-flower"}
@@ -457,8 +542,11 @@ def test_helm_test_pod_calls_the_api(helm):
 def _allowed(render, src_labels, src_ns, dest_obj, port):
     """Minimal NetworkPolicy ingress evaluation (matchLabels only, which is all the chart uses)."""
     dest_labels = pod_labels(dest_obj)
-    policies = [np for np in render.of_kind("NetworkPolicy")
-                if np["spec"]["podSelector"]["matchLabels"].items() <= dest_labels.items()]
+    policies = [
+        np
+        for np in render.of_kind("NetworkPolicy")
+        if np["spec"]["podSelector"]["matchLabels"].items() <= dest_labels.items()
+    ]
     if not policies:
         return True
     ns_labels = {"kubernetes.io/metadata.name": src_ns}
@@ -470,9 +558,15 @@ def _allowed(render, src_labels, src_ns, dest_obj, port):
             if not peers:
                 return True
             for peer in peers:
-                pod_ok = "podSelector" not in peer or peer["podSelector"].get("matchLabels", {}).items() <= src_labels.items()
+                pod_ok = (
+                    "podSelector" not in peer
+                    or peer["podSelector"].get("matchLabels", {}).items() <= src_labels.items()
+                )
                 if "namespaceSelector" in peer:
-                    ns_ok = peer["namespaceSelector"].get("matchLabels", {}).items() <= ns_labels.items()
+                    ns_ok = (
+                        peer["namespaceSelector"].get("matchLabels", {}).items()
+                        <= ns_labels.items()
+                    )
                 else:
                     ns_ok = src_ns == "celery-harder"
                 if pod_ok and ns_ok:
@@ -488,14 +582,30 @@ def test_networkpolicies_allow_exactly_the_needed_traffic(helm, case):
     if "redis" in pods:
         for client in ("api", "worker", "flower", "exporter", "operator"):
             if client in pods:
-                assert _allowed(render, pod_labels(pods[client]), ns, pods["redis"], 6379), f"{client} -> redis blocked"
-        assert not _allowed(render, pod_labels(pods["test-api"]), ns, pods["redis"], 6379), "test pod reaches redis"
-        assert not _allowed(render, {"app": "stranger"}, ns, pods["redis"], 6379), "any pod reaches redis"
-        assert _allowed(render, {"app": "keda-operator"}, "keda", pods["redis"], 6379) is (case != "keda-off")
-    assert _allowed(render, pod_labels(pods["test-api"]), ns, pods["api"], 8000), "helm test pod cannot reach the API"
-    assert not _allowed(render, pod_labels(pods["api"]), ns, pods["worker"], 8000), "workers accept ingress"
-    assert not _allowed(render, pod_labels(pods["api"]), ns, pods["operator"], 8080), "operator accepts ingress"
-    assert not _allowed(render, pod_labels(pods["test-api"]), ns, pods["api"], 9999), "API open beyond its port"
+                assert _allowed(render, pod_labels(pods[client]), ns, pods["redis"], 6379), (
+                    f"{client} -> redis blocked"
+                )
+        assert not _allowed(render, pod_labels(pods["test-api"]), ns, pods["redis"], 6379), (
+            "test pod reaches redis"
+        )
+        assert not _allowed(render, {"app": "stranger"}, ns, pods["redis"], 6379), (
+            "any pod reaches redis"
+        )
+        assert _allowed(render, {"app": "keda-operator"}, "keda", pods["redis"], 6379) is (
+            case != "keda-off"
+        )
+    assert _allowed(render, pod_labels(pods["test-api"]), ns, pods["api"], 8000), (
+        "helm test pod cannot reach the API"
+    )
+    assert not _allowed(render, pod_labels(pods["api"]), ns, pods["worker"], 8000), (
+        "workers accept ingress"
+    )
+    assert not _allowed(render, pod_labels(pods["api"]), ns, pods["operator"], 8080), (
+        "operator accepts ingress"
+    )
+    assert not _allowed(render, pod_labels(pods["test-api"]), ns, pods["api"], 9999), (
+        "API open beyond its port"
+    )
     if case == "auth-on":
         assert not _allowed(render, {"app": "stranger"}, "elsewhere", pods["api"], 8000)
         assert _allowed(render, {"app": "nginx"}, "ingress-nginx", pods["api"], 8000)

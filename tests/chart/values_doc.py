@@ -10,6 +10,7 @@ just above its key. A commented key documents its whole subtree (e.g.
 
 The README holds the table between the markers below; the tests call `check()`.
 """
+
 from __future__ import annotations
 
 import json
@@ -134,8 +135,11 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         if check():
             return 0
-        print("charts/celery-harder/README.md values table is out of date: "
-              "run python tests/chart/values_doc.py --write", file=sys.stderr)
+        print(
+            "charts/celery-harder/README.md values table is out of date: "
+            "run python tests/chart/values_doc.py --write",
+            file=sys.stderr,
+        )
         return 1
     sys.stdout.write(table())
     return 0
