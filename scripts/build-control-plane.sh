@@ -151,7 +151,7 @@ build_apiserver() {
     ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$K8S_MINOR"
     ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  log "compiling kube-apiserver $K8S_VERSION (cold: ~4 min on 2 fast cores, longer on slow ones; log: $WORK/go_build_kube_apiserver.log)"
+  log "compiling kube-apiserver $K8S_VERSION (cold: 4-6 min on 2 cores; log: $WORK/go_build_kube_apiserver.log)"
   (cd "$dir" && run "go build kube-apiserver" "$GO" build -v -ldflags "$ldflags" \
       -o "$OUT/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
   mv -f "$OUT/kube-apiserver.new" "$OUT/kube-apiserver"
