@@ -1,0 +1,271 @@
+"""T2: the operator against a real kube-apiserver, a real worker and Redis.
+
+Resources go in with kubectl; the operator (a real `kopf run`) dispatches them to the
+session's prefork worker; the tests read what kubectl shows.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from celery_harder import keys
+from celery_harder_operator.resource import workflow_id
+from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.stack import ApiServer, RedisServer, StackEnv, Worker
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "k8s" / "examples"
+FINAL = {"Succeeded", "Failed", "Cancelled"}
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube_api, taskworkflow_crd, stack: StackEnv, worker: Worker
+) -> Iterator[OperatorProcess]:  # noqa: ANN001
+    with running_operator(stack, kube_api.env()) as process:
+        yield process
+
+
+def tw(name: str, workflow: Any, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "celery-harder.io/v1alpha1",
+        "kind": "TaskWorkflow",
+        "metadata": {"name": name},
+        "spec": {"workflow": workflow, **spec},
+    }
+
+
+def get(kube_api, ns: str, name: str) -> dict[str, Any]:  # noqa: ANN001
+    return kube_api.kubectl_json("get", "tw", name, "-n", ns)
+
+
+def wait_for(kube_api, ns: str, name: str, check, timeout: float = 60) -> dict[str, Any]:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    obj: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        obj = get(kube_api, ns, name)
+        if check(obj.get("status", {})):
+            return obj
+        time.sleep(0.2)
+    raise AssertionError(f"{ns}/{name} never reached the state: {json.dumps(obj.get('status'))}")
+
+
+def wait_final(kube_api, ns: str, name: str, timeout: float = 60) -> dict[str, Any]:  # noqa: ANN001
+    return wait_for(kube_api, ns, name, lambda s: s.get("phase") in FINAL, timeout)["status"]
+
+
+def wait_gone(kube_api, ns: str, name: str, timeout: int = 60) -> None:  # noqa: ANN001
+    kube_api.kubectl("wait", "--for=delete", f"tw/{name}", "-n", ns, f"--timeout={timeout}s",
+                     timeout=timeout + 30)  # fmt: skip
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def events(kube_api, ns: str, name: str) -> list[str]:  # noqa: ANN001
+    items = kube_api.kubectl_json(
+        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return [e["reason"] for e in items]
+
+
+EXPECTED = {
+    "chain-example": ("Succeeded", 24),
+    "group-example": ("Succeeded", [0, 2, 4, 6, 8]),
+    "chord-example": ("Succeeded", 90),
+    "nested-example": ("Succeeded", 53),
+    "document-pipeline-example": ("Succeeded", None),
+    "failing-example": ("Failed", None),
+}
+
+
+def test_examples_reach_their_phase_with_the_right_results(
+    kube_api, operator, kube_namespace
+) -> None:  # noqa: ANN001
+    ns = kube_namespace
+    kube_api.kubectl("apply", "-f", str(EXAMPLES), "-n", ns)
+    for name, (phase, result) in EXPECTED.items():
+        status = wait_final(kube_api, ns, name)
+        assert status["phase"] == phase, (name, status)
+        if result is not None:
+            assert status["result"] == result, name
+        assert condition(status, "Succeeded")["status"] == (
+            "True" if phase == "Succeeded" else "False"
+        )
+    failing = get(kube_api, ns, "failing-example")["status"]
+    assert "workflow.chain[1] (fail) failed: DeliberateFailure" in failing["message"]
+    assert [n["phase"] for n in failing["nodes"]] == ["Succeeded", "Failed", "Skipped"]
+    report = get(kube_api, ns, "document-pipeline-example")["status"]["result"]
+    assert report["report"].endswith("-k8s-example.txt") and report["lines"] == 4
+    table = kube_api.kubectl("get", "tw", "-n", ns).stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATUS", "PROGRESS", "REASON", "STARTED", "AGE"]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["chain-example"][1:4] == ["Succeeded", "3/3", "Succeeded"]
+    assert rows["failing-example"][1:4] == ["Failed", "1/3", "Failed"]
+    wide = kube_api.kubectl("get", "tw", "chain-example", "-n", ns, "-o", "wide").stdout
+    assert (
+        "MESSAGE" in wide
+        and workflow_id(get(kube_api, ns, "chain-example")["metadata"]["uid"]) in wide
+    )
+    assert "Dispatched" in events(kube_api, ns, "chain-example")
+    assert "Failed" in events(kube_api, ns, "failing-example")
+
+
+def test_non_catalog_task_is_turned_away_and_nothing_runs(
+    kube_api,
+    operator,
+    kube_namespace,
+    redis_server: RedisServer,  # noqa: ANN001
+) -> None:
+    ns = kube_namespace
+    kube_api.apply(
+        tw("sneaky", {"chain": [{"task": "add", "args": [1, 1]}, {"task": "os.system"}]}), "-n", ns
+    )
+    status = wait_final(kube_api, ns, "sneaky")
+    assert status["phase"] == "Failed"
+    assert condition(status, "Accepted")["reason"] == "ValidationFailed"
+    assert condition(status, "Succeeded")["reason"] == "ValidationFailed"
+    assert "workflow.chain[1]: unknown task 'os.system'" in status["message"]
+    uid = get(kube_api, ns, "sneaky")["metadata"]["uid"]
+    assert not redis_server.client().exists(keys.WORKFLOW + workflow_id(uid)), "it was dispatched"
+    assert "ValidationFailed" in events(kube_api, ns, "sneaky")
+
+
+def test_kubectl_delete_cancels_the_run_and_the_resource_goes(
+    kube_api,
+    operator,
+    kube_namespace,
+    redis_server: RedisServer,  # noqa: ANN001
+) -> None:
+    ns = kube_namespace
+    kube_api.apply(tw("doomed", {"group": [{"task": "sleep", "args": [20]}] * 4}), "-n", ns)
+    status = wait_for(kube_api, ns, "doomed", lambda s: s.get("counts", {}).get("running", 0) >= 1)[
+        "status"
+    ]
+    ids = [n["taskId"] for n in status["nodes"]]
+    never_started = [n["taskId"] for n in status["nodes"] if n["phase"] == "Pending"]
+    kube_api.kubectl("delete", "tw", "doomed", "-n", ns, "--wait=false")
+    wait_gone(kube_api, ns, "doomed", timeout=30)
+    redis = redis_server.client()
+    client_meta = [f"celery-task-meta-{t}" for t in ids]
+
+    def all_revoked() -> bool:
+        metas = [json.loads(m) if m else {} for m in redis.mget(client_meta)]
+        return all(m.get("status") == "REVOKED" for m in metas)
+
+    deadline = time.monotonic() + 60
+    while not all_revoked():
+        assert time.monotonic() < deadline, "leaves were not all revoked"
+        time.sleep(0.2)
+    assert never_started and not any(redis.exists(keys.DELIVERIES + t) for t in never_started)
+
+
+def test_operator_killed_mid_run_resumes_and_every_leaf_runs_once(
+    kube_api,
+    operator: OperatorProcess,
+    kube_namespace,
+    redis_server: RedisServer,  # noqa: ANN001
+) -> None:
+    ns = kube_namespace
+    kube_api.apply(tw("survivor", {"group": [{"task": "sleep", "args": [1]}] * 6}), "-n", ns)
+    wait_for(kube_api, ns, "survivor", lambda s: s.get("phase") == "Running")
+    operator.kill()
+    operator.start()
+    status = wait_final(kube_api, ns, "survivor")
+    assert status["phase"] == "Succeeded" and status["progress"] == "6/6"
+    redis = redis_server.client()
+    runs = [int(redis.get(keys.DELIVERIES + n["taskId"]) or 0) for n in status["nodes"]]
+    assert runs == [1] * 6
+    assert "Resumed" in events(kube_api, ns, "survivor")
+
+
+def test_timeout_seconds(kube_api, operator, kube_namespace) -> None:  # noqa: ANN001
+    ns = kube_namespace
+    kube_api.apply(tw("slow", {"task": "sleep", "args": [30]}, timeoutSeconds=1), "-n", ns)
+    status = wait_final(kube_api, ns, "slow", timeout=20)
+    assert status["phase"] == "Failed"
+    assert condition(status, "Succeeded")["reason"] == "Timeout"
+    assert "TimedOut" in events(kube_api, ns, "slow")
+
+
+def test_ttl_seconds_after_finished_deletes_the_resource(
+    kube_api, operator, kube_namespace
+) -> None:  # noqa: ANN001
+    ns = kube_namespace
+    kube_api.apply(
+        tw("brief", {"task": "add", "args": [1, 1]}, ttlSecondsAfterFinished=1), "-n", ns
+    )
+    wait_final(kube_api, ns, "brief")
+    wait_gone(kube_api, ns, "brief", timeout=30)
+
+
+def test_shutdown_stops_a_running_workflow(kube_api, operator, kube_namespace) -> None:  # noqa: ANN001
+    ns = kube_namespace
+    kube_api.apply(tw("halted", {"group": [{"task": "sleep", "args": [3]}] * 4}), "-n", ns)
+    wait_for(kube_api, ns, "halted", lambda s: s.get("phase") == "Running")
+    kube_api.kubectl("patch", "tw", "halted", "-n", ns, "--type=merge",
+                     "-p", json.dumps({"spec": {"shutdown": "Stop"}}))  # fmt: skip
+    status = wait_final(kube_api, ns, "halted", timeout=30)
+    assert status["phase"] == "Cancelled"
+    assert "Shutdown" in events(kube_api, ns, "halted")
+
+
+def test_a_1000_leaf_workflow_keeps_its_status_small(kube_api, operator, kube_namespace) -> None:  # noqa: ANN001
+    ns = kube_namespace
+    big = {"group": [{"task": "add", "args": [i, i]} for i in range(1000)]}
+    kube_api.apply(tw("big", big), "-n", ns)
+    status = wait_final(kube_api, ns, "big", timeout=300)
+    assert status["phase"] == "Succeeded"
+    assert status["counts"]["total"] == 1000 and status["counts"]["succeeded"] == 1000
+    assert status["progress"] == "1000/1000"
+    assert len(status["nodes"]) == 100 and status["nodesTruncated"] is True
+    size = len(kube_api.kubectl("get", "tw", "big", "-n", ns, "-o", "json").stdout.encode())
+    assert size < 256 * 1024, size
+    print(f"\n1000-leaf TaskWorkflow object: {size} bytes")  # noqa: T201
+
+
+def test_100_resources_at_once_and_the_same_through_the_api(
+    kube_api,
+    operator,
+    kube_namespace,
+    api: ApiServer,  # noqa: ANN001
+) -> None:
+    ns = kube_namespace
+    workflow = {"chain": [{"task": "add", "args": [1, 1]}, {"task": "mul", "args": [2]}]}
+    started = time.monotonic()
+    kube_api.apply([tw(f"many-{i}", workflow) for i in range(100)], "-n", ns)
+    deadline = time.monotonic() + 300
+    while True:
+        items = kube_api.kubectl_json("get", "tw", "-n", ns)["items"]
+        phases = [
+            i.get("status", {}).get("phase")
+            for i in items
+            if i["metadata"]["name"].startswith("many-")
+        ]
+        if phases.count("Succeeded") == 100:
+            break
+        assert "Failed" not in phases and time.monotonic() < deadline, phases
+        time.sleep(0.5)
+    via_operator = time.monotonic() - started
+
+    started = time.monotonic()
+    with httpx.Client(base_url=api.url, timeout=30) as client:
+        ids = [
+            client.post("/workflows", json={"workflow": workflow}).json()["id"] for _ in range(100)
+        ]
+        pending = set(ids)
+        while pending:
+            assert time.monotonic() - started < 300
+            pending = {
+                w for w in pending if client.get(f"/workflows/{w}").json()["phase"] != "Succeeded"
+            }
+    via_api = time.monotonic() - started
+    print(
+        f"\n100 workflows: kubectl apply → all Succeeded {via_operator:.1f}s; "  # noqa: T201
+        f"POST /workflows → all Succeeded {via_api:.1f}s"
+    )

@@ -1,0 +1,77 @@
+"""The operator as users run it: `kopf run` against a real kube-apiserver and Redis."""
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from celery_harder.local_processes import (
+    ProcessExited,
+    free_port,
+    start_process,
+    stop_process,
+    wait_until,
+)
+from tests.support.stack import BIN, READY_TIMEOUT, StackEnv
+
+
+@dataclass
+class OperatorProcess:
+    """One `kopf run` process; restartable, so tests can kill it mid-run."""
+
+    stack: StackEnv
+    kube_env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        port = free_port()
+        self.starts += 1
+        log = self.stack.workdir / f"operator-{self.starts}.log"
+        cmd = [
+            str(BIN / "kopf"), "run", "--standalone", "--all-namespaces",
+            f"--liveness=http://127.0.0.1:{port}/healthz",
+            "-m", "celery_harder_operator.handlers",
+        ]  # fmt: skip
+        env: dict[str, Any] = {
+            **self.stack.env("operator"),
+            "KUBECONFIG": self.kube_env["KUBECONFIG"],
+            "CELERY_HARDER_OPERATOR_POLL_INTERVAL": "0.5",
+            **self.env_extra,
+        }
+        proc = start_process(cmd, log=log, env=env, cwd=self.stack.workdir)
+        self.process = proc
+
+        def live() -> bool:
+            if proc.poll() is not None:
+                raise ProcessExited(f"operator exited: {log.read_text()[-3000:]}")
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+
+        wait_until(live, READY_TIMEOUT, "operator liveness")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as when a node dies."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, timeout=30)
+            self.process = None
+
+
+@contextmanager
+def running_operator(stack: StackEnv, kube_env: dict[str, str]) -> Iterator[OperatorProcess]:
+    operator = OperatorProcess(stack, kube_env)
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.stop()
