@@ -89,20 +89,40 @@ def main(argv: list[str] | None = None) -> int:
         env["CELERY_BROKER_URL"] = broker
         stack.start(
             "worker",
-            [str(BIN / "celery"), "-A", "background.celery.celery_app", "worker",
-             "--pool=prefork", f"--concurrency={ns.concurrency}", "--loglevel=INFO"],
+            [
+                str(BIN / "celery"),
+                "-A",
+                "background.celery.celery_app",
+                "worker",
+                "--pool=prefork",
+                f"--concurrency={ns.concurrency}",
+                "--loglevel=INFO",
+            ],
             env,
         )
         stack.start(
             "api",
-            [str(BIN / "uvicorn"), "celery_harder_api.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(ns.api_port)],
+            [
+                str(BIN / "uvicorn"),
+                "celery_harder_api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ns.api_port),
+            ],
             env,
         )
         stack.start(
             "flower",
-            [str(BIN / "celery"), "-A", "background.celery.celery_app", "flower",
-             "--address=127.0.0.1", f"--port={ns.flower_port}"],
+            [
+                str(BIN / "celery"),
+                "-A",
+                "background.celery.celery_app",
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={ns.flower_port}",
+            ],
             env,
         )
         api = f"http://127.0.0.1:{ns.api_port}"
@@ -111,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_http(stack, flower + "/healthcheck", "Flower")
         wait_until(
             lambda: (stack.check_alive(), (workdir / "worker.heartbeat").exists())[1],
-            READY_TIMEOUT, "worker",
+            READY_TIMEOUT,
+            "worker",
         )
         print(f"celery-harder is up (logs in {workdir}):", flush=True)
         print(f"  API     {api}  (docs {api}/docs)", flush=True)

@@ -41,10 +41,20 @@ def test_dev_stack_serves_and_stops_cleanly(tmp_path: Path) -> None:
     log = tmp_path / "dev.out"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "dev_stack.py"),
-             "--api-port", str(api_port), "--flower-port", str(flower_port),
-             "--workdir", str(tmp_path / "stack")],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "dev_stack.py"),
+                "--api-port",
+                str(api_port),
+                "--flower-port",
+                str(flower_port),
+                "--workdir",
+                str(tmp_path / "stack"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
         )
     try:
         wait_until(lambda: "Ctrl-C stops everything" in log.read_text(), 90, "make dev")
@@ -60,10 +70,14 @@ def test_dev_stack_serves_and_stops_cleanly(tmp_path: Path) -> None:
         ).json()["task_id"]
         results: list[dict] = []
         wait_until(
-            lambda: results.append(
-                httpx.get(f"http://127.0.0.1:{api_port}/result/{task_id}", timeout=5).json()
-            ) or results[-1]["state"] == "SUCCESS",
-            30, "add via make dev",
+            lambda: (
+                results.append(
+                    httpx.get(f"http://127.0.0.1:{api_port}/result/{task_id}", timeout=5).json()
+                )
+                or results[-1]["state"] == "SUCCESS"
+            ),
+            30,
+            "add via make dev",
         )
         assert results[-1]["result"] == 5
         assert httpx.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=5).text == "OK"
