@@ -11,13 +11,16 @@ buildah's exec helper, and by sending SIGTERM to that process alone.
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import json
 import os
 import re
 import signal
 import stat
+import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +44,7 @@ from tests.images.harness import (
     ppid_of,
     wait_until,
 )
+from tests.support.kube import ControlPlane
 
 pytestmark = pytest.mark.t3
 
@@ -362,3 +366,104 @@ def test_worker_as_pid1_finishes_its_task_on_sigterm(
     assert "Warm shutdown" in out, out[-3000:]
     assert "WorkerLostError" not in out, out[-3000:]
     assert proc.popen.returncode == 0, out[-3000:]
+
+
+CRD_PATH = REPO_ROOT / "charts" / "celery-harder" / "crds" / "taskworkflows.celery-harder.io.yaml"
+CRD_NAME = "taskworkflows.celery-harder.io"
+CHAIN_EXAMPLE = REPO_ROOT / "k8s" / "examples" / "chain.yaml"
+
+
+def _embedded_kubeconfig(cp: ControlPlane) -> str:
+    """The control plane's kubeconfig with the certificates inline (the host paths
+    of the PKI do not exist inside the image's root filesystem)."""
+
+    def b64(name: str) -> str:
+        return base64.b64encode((cp.pki / name).read_bytes()).decode()
+
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "t3",
+                "cluster": {"server": cp.server, "certificate-authority-data": b64("ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {
+                    "client-certificate-data": b64("admin.crt"),
+                    "client-key-data": b64("admin.key"),
+                },
+            }
+        ],
+        "contexts": [{"name": "t3", "context": {"cluster": "t3", "user": "admin"}}],
+        "current-context": "t3",
+    }
+    return json.dumps(cfg)
+
+
+def test_operator_and_worker_images_run_a_taskworkflow(
+    built_images: dict[str, str],
+    container_factory: Factory,
+    redis_url: str,
+    control_plane: ControlPlane,
+) -> None:
+    """The operator image's `kopf run` against a real kube-apiserver dispatches a
+    TaskWorkflow to the worker image's Celery worker through a real Redis."""
+    cp = control_plane
+    cp.kubectl("apply", "-f", str(CRD_PATH))
+    cp.wait_for_crd(CRD_NAME)
+
+    worker = container_factory(built_images["worker"])
+    worker_proc = worker.start(image_command(built_images["worker"]), env=redis_env(redis_url))
+
+    image = built_images["operator"]
+    operator = container_factory(image)
+    kubeconfig = operator.mount() / "tmp" / "kubeconfig"
+    kubeconfig.write_text(_embedded_kubeconfig(cp))
+    os.chown(kubeconfig, APP_UID, APP_UID)
+    kubeconfig.chmod(0o600)
+
+    port = free_port()
+    args = [
+        f"--liveness=http://127.0.0.1:{port}/healthz" if a.startswith("--liveness=") else a
+        for a in image_config(image)["Cmd"]
+    ]
+    env = {**redis_env(redis_url), "KUBECONFIG": "/tmp/kubeconfig"}
+    proc = operator.start(image_command(image, args), env=env)
+
+    def live() -> bool:
+        if not proc.alive():
+            proc.fail(f"the operator exited with {proc.popen.returncode}")
+        return http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+    try:
+        wait_until(live, 90, what="the operator image's kopf liveness endpoint")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
+
+    ns = cp.create_namespace(f"t3-{uuid.uuid4().hex[:8]}")
+    cp.kubectl("apply", "-f", str(CHAIN_EXAMPLE), "-n", ns)
+    deadline = time.monotonic() + 120
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = cp.kubectl_json("get", "tw", "chain-example", "-n", ns).get("status", {})
+        if status.get("phase") in ("Succeeded", "Failed", "Cancelled"):
+            break
+        if not proc.alive():
+            proc.fail("the operator exited")
+        if not worker_proc.alive():
+            worker_proc.fail("the worker exited")
+        time.sleep(0.5)
+    if status.get("phase") != "Succeeded":
+        proc.fail(f"chain-example did not succeed: {json.dumps(status)[:2000]}")
+    assert status["result"] == 24
+
+    pid = proc.entrypoint_pid()
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not proc.alive(), 60, what="kopf to exit on SIGTERM")
+    except TimeoutError as exc:
+        proc.fail(str(exc))
