@@ -23,7 +23,9 @@
 # How the stand-in differs from the real python:3.11-slim-bookworm:
 #   - Python is Debian's python3.11 package (3.11.2 plus Debian patches) in
 #     /usr/bin; /usr/local/bin/python and python3 are symlinks to it. The real
-#     image builds the latest 3.11.x from source into /usr/local.
+#     image builds the latest 3.11.x from source into /usr/local. One visible
+#     effect: redis-py's marker python_full_version < "3.11.3" holds on 3.11.2,
+#     so the images get async-timeout, which the real base would not install.
 #   - pip is Debian's python3-pip (23.0.1) with Debian's python3-setuptools and
 #     python3-wheel; the real image has upstream pip in /usr/local. Both sit
 #     outside /opt/venv: the Dockerfiles upgrade pip inside the venv to a pinned
