@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 
 import pytest
 import yaml
 
 from tests.k8s.conftest import CRD_NAME, CRD_PATH
+from tests.support.kube import REPO_ROOT
 
 API_VERSION = "celery-harder.io/v1alpha1"
 
@@ -56,6 +59,16 @@ def apply_fails(kube, manifest: str) -> str:
 
 
 # ------------------------------------------------------------------ the CRD
+
+
+def test_crd_file_is_generated_from_its_one_source():
+    generated = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "gen_crd.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert generated == CRD_PATH.read_text(), "run: python scripts/gen_crd.py > " + str(CRD_PATH)
 
 
 def test_crd_file_is_the_contract():
@@ -109,7 +122,7 @@ def test_apply_valid_chain(kube_api, taskworkflow_crd, kube_namespace):
     assert f"taskworkflow.celery-harder.io/{name} created" in out
     obj = kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)
     assert obj["spec"]["workflow"] == CHAIN  # free-form args kept, nothing pruned
-    assert obj["spec"]["suspend"] is False  # defaulted
+    assert "shutdown" not in obj["spec"]  # no default: unset means keep running
     assert obj["spec"]["timeoutSeconds"] == 60
     assert obj["metadata"]["generation"] == 1
 
@@ -232,10 +245,10 @@ def test_workflow_is_immutable(kube_api, taskworkflow_crd, kube_namespace):
         err = apply_fails(kube_api, tw(name, kube_namespace, changed))
         assert "spec.workflow is immutable" in err, changed
 
-    # other spec fields stay editable (suspend is how a running workflow is stopped)
-    kube_api.kubectl("apply", "-f", "-", input=tw(name, kube_namespace, CHAIN, suspend=True))
+    # other spec fields stay editable (shutdown is how a running workflow is stopped)
+    kube_api.kubectl("apply", "-f", "-", input=tw(name, kube_namespace, CHAIN, shutdown="Stop"))
     obj = kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)
-    assert obj["spec"]["suspend"] is True
+    assert obj["spec"]["shutdown"] == "Stop"
     assert obj["metadata"]["generation"] == 2
 
 
@@ -370,11 +383,9 @@ def test_status_schema_is_enforced(kube_api, taskworkflow_crd, kube_namespace):
         "--subresource=status",
         "--type=merge",
         "-p",
-        json.dumps({"spec": {"suspend": True}}),
+        json.dumps({"spec": {"shutdown": "Terminate"}}),
     )
-    assert (
-        kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)["spec"]["suspend"] is False
-    )
+    assert "shutdown" not in kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)["spec"]
 
 
 @pytest.mark.parametrize("phase", ["Pending", "Running", "Succeeded", "Failed", "Cancelled"])

@@ -44,10 +44,19 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
+    # spec.workflow is immutable and no handler reacts to updates: keeping a copy of
+    # it in an annotation would only double the object's size.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+        prefix=ANNOTATION_PREFIX,
+        key="last-handled-configuration",
+        ignored_fields=["spec.workflow"],
     )
     settings.persistence.finalizer = FINALIZER
+    # A timer that deletes its own resource (TTL) is still running when the deletion
+    # arrives; kopf waits for it before releasing the finalizer. Recheck every second,
+    # not every minute, so the resource goes as soon as the timer returns.
+    settings.background.cancellation_polling = 1.0
+    settings.background.instant_exit_timeout = 0.1
     # kopf's own "handler succeeded" Events are noise; ours go out with kopf.event().
     settings.posting.level = logging.WARNING
 
