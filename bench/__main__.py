@@ -18,6 +18,8 @@ import httpx
 from celery_harder.settings import Settings
 from celery_harder.task_client import create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
+from tests.support.kube import ControlPlane, MissingBinaryError
+from tests.support.operator_process import running_operator
 from tests.support.stack import StackEnv, running_api, running_redis, running_worker
 
 RESULTS = Path(__file__).parent / "results.md"
@@ -61,7 +63,9 @@ def bench_tasks(api_url: str, engine: WorkflowEngine, rows: list[tuple[str, str]
         wait_all(all_done)
         drain = time.perf_counter() - started
     rows.append((f"POST /add, {TASKS} sequential requests", f"{TASKS / api_submit:.0f} req/s"))
-    rows.append((f"TaskClient.submit (no HTTP), {TASKS} calls", f"{TASKS / direct_submit:.0f} calls/s"))
+    rows.append(
+        (f"TaskClient.submit (no HTTP), {TASKS} calls", f"{TASKS / direct_submit:.0f} calls/s")
+    )
     rows.append(("HTTP overhead (API time / direct time)", f"{api_submit / direct_submit:.2f}×"))
     rows.append(
         (f"{2 * TASKS} add tasks, worker with 2 processes, drain after submit", f"{drain:.1f} s")
@@ -70,6 +74,7 @@ def bench_tasks(api_url: str, engine: WorkflowEngine, rows: list[tuple[str, str]
 
 def bench_workflows(api_url: str, engine: WorkflowEngine, rows: list[tuple[str, str]]) -> None:
     with httpx.Client(base_url=api_url, timeout=60) as http:
+
         def run_group(size: int) -> tuple[str, float]:
             body = {"workflow": {"group": [{"task": "add", "args": [i, i]} for i in range(size)]}}
             started = time.perf_counter()
@@ -88,10 +93,51 @@ def bench_workflows(api_url: str, engine: WorkflowEngine, rows: list[tuple[str, 
             )  # fmt: skip
         chain = {"chain": [{"task": "add", "args": [1, 1]}, {"task": "mul", "args": [2]}]}
         started = time.perf_counter()
-        wids = [http.post("/workflows", json={"workflow": chain}).json()["id"] for _ in range(WORKFLOWS)]
-        wait_all(lambda: all(http.get(f"/workflows/{w}").json()["phase"] == "Succeeded" for w in wids))
+        wids = [
+            http.post("/workflows", json={"workflow": chain}).json()["id"] for _ in range(WORKFLOWS)
+        ]
+        wait_all(
+            lambda: all(http.get(f"/workflows/{w}").json()["phase"] == "Succeeded" for w in wids)
+        )
         rows.append((f"{WORKFLOWS} two-step workflows via POST /workflows → all Succeeded",
                      f"{time.perf_counter() - started:.1f} s"))  # fmt: skip
+
+
+def bench_operator(stack: StackEnv, rows: list[tuple[str, str]]) -> None:
+    """100 TaskWorkflows applied at once through a real kube-apiserver and the operator."""
+    try:
+        control_plane = ControlPlane()
+    except MissingBinaryError as exc:
+        rows.append((f"{WORKFLOWS} TaskWorkflows via kubectl apply", f"not run: {exc}"))
+        return
+    with control_plane:
+        crd = (
+            Path(__file__).parents[1]
+            / "charts/celery-harder/crds/taskworkflows.celery-harder.io.yaml"
+        )
+        control_plane.kubectl("apply", "-f", str(crd))
+        control_plane.wait_for_crd("taskworkflows.celery-harder.io")
+        with running_operator(stack, control_plane.env()):
+            chain = {"chain": [{"task": "add", "args": [1, 1]}, {"task": "mul", "args": [2]}]}
+            items = [
+                {"apiVersion": "celery-harder.io/v1alpha1", "kind": "TaskWorkflow",
+                 "metadata": {"name": f"bench-{i}", "namespace": "default"},
+                 "spec": {"workflow": chain}}
+                for i in range(WORKFLOWS)
+            ]  # fmt: skip
+            started = time.perf_counter()
+            control_plane.apply(items)
+
+            def all_succeeded() -> bool:
+                listed = control_plane.kubectl_json("get", "tw", "-n", "default")["items"]
+                phases = [i.get("status", {}).get("phase") for i in listed]
+                return phases.count("Succeeded") == WORKFLOWS
+
+            wait_all(all_succeeded)
+            rows.append(
+                (f"{WORKFLOWS} TaskWorkflows via kubectl apply → all Succeeded (operator)",
+                 f"{time.perf_counter() - started:.1f} s")
+            )  # fmt: skip
 
 
 def main() -> int:
@@ -104,14 +150,16 @@ def main() -> int:
                 engine = WorkflowEngine(create_task_client(Settings(broker_url=redis_server.url())))
                 bench_tasks(api.url, engine, rows)
                 bench_workflows(api.url, engine, rows)
+                bench_operator(stack, rows)
     table = ["| measurement | result |", "| --- | --- |"] + [f"| {m} | {r} |" for m, r in rows]
     text = "\n".join([
         "# Benchmark results", "",
         f"`make bench` on {time.strftime('%Y-%m-%d')}: redis-server, one prefork worker "
-        "(2 processes) and uvicorn on loopback, on a 2-core machine.", "", *table, "",
+        "(2 processes), uvicorn, and kube-apiserver with the operator, on loopback, "
+        "on a 2-core machine.", "", *table, "",
     ])  # fmt: skip
     RESULTS.write_text(text)
-    print(text)  # noqa: T201
+    print(text)
     return 0
 
 
