@@ -8,8 +8,8 @@
 #   scripts/kind-up.sh --down     # delete the cluster
 #
 # Needs: docker (or podman with KIND_EXPERIMENTAL_PROVIDER=podman), kind, kubectl,
-# helm (v3.8+ or v4), skaffold v2.15+. It cannot run on machines without a container
-# runtime; see the README's Kubernetes section.
+# helm v3.8+ (skaffold v2.16 cannot drive helm 4), skaffold v2.15+. It cannot run
+# on machines without a container runtime; see the README's Kubernetes section.
 #
 # Environment (all optional):
 #   CLUSTER_NAME        kind cluster name (default: celery-harder, as in kind-config.yaml)
@@ -20,6 +20,7 @@
 #   GRAFANA_PASSWORD    Grafana admin password (default: celery-harder)
 #   WAIT_TIMEOUT        timeout for each wait (default: 600s)
 #   SKIP_PORT_CHECK=1   do not check that localhost:8000/5555/3000 are free
+#   ALLOW_HELM4=1       accept helm 4 (only if your skaffold can drive it)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,7 +55,13 @@ check_prerequisites() {
   local helm_version
   helm_version="$(helm version --template '{{.Version}}' 2>/dev/null || true)"
   case "$helm_version" in
-    v3.[0-7].*|v2.*|"") die "helm v3.8+ or v4 is required (found '${helm_version:-none}')" ;;
+    v3.[0-7].*|v2.*|"") die "helm v3.8+ is required (found '${helm_version:-none}')" ;;
+    v3.*) ;;
+    *)
+      # skaffold (checked with v2.16.1) runs `helm version --client`, a flag helm 4 removed.
+      [[ "${ALLOW_HELM4:-0}" == 1 ]] \
+        || die "skaffold drives helm with flags helm 4 dropped (found $helm_version): put helm v3.8+ first on PATH, or set ALLOW_HELM4=1 if your skaffold supports helm 4"
+      ;;
   esac
   if [[ "${SKIP_PORT_CHECK:-0}" != 1 ]] && ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
     for port in 8000 5555 3000; do
@@ -173,7 +180,7 @@ main() {
   case "${1:-}" in
     --down) need kind "https://kind.sigs.k8s.io/"; down; return ;;
     ""|--up) ;;
-    -h|--help) sed -n '2,22p' "$0"; return ;;
+    -h|--help) sed -n '2,23p' "$0"; return ;;
     *) die "unknown argument: $1 (use --down or --help)" ;;
   esac
   check_prerequisites

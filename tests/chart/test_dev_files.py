@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from .chartlib import CHART, HELMS, REPO, run_helm
+from .chartlib import helm_binary as chartlib_helm
 
 KIND_CONFIG = REPO / "kind-config.yaml"
 SKAFFOLD = REPO / "skaffold.yaml"
@@ -62,8 +63,17 @@ def _sanitize(image):
     return re.sub(r"[/.:-]", "_", image)
 
 
+def _drop_empty(node):
+    """Skaffold drops empty fields (omitempty) before it applies profile patches."""
+    if isinstance(node, dict):
+        return {k: _drop_empty(v) for k, v in node.items() if v not in ({}, [], "", None)}
+    if isinstance(node, list):
+        return [_drop_empty(v) for v in node]
+    return node
+
+
 def _json_patch(doc, patches):
-    doc = copy.deepcopy(doc)
+    doc = _drop_empty(copy.deepcopy(doc))
     for p in patches:
         parts = [x.replace("~1", "/").replace("~0", "~") for x in p["path"].lstrip("/").split("/")]
         parent = doc
@@ -230,6 +240,90 @@ def test_chart_renders_as_skaffold_deploys_it(helm, profile):
             )
 
 
+def _skaffold_binary():
+    for cand in (
+        os.environ.get("SKAFFOLD"),
+        shutil.which("skaffold"),
+        Path.home() / ".cache" / "celery-harder" / "skaffold" / "skaffold",
+    ):
+        if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    return None
+
+
+@pytest.mark.parametrize("profile", ["kind", "minikube"])
+def test_real_skaffold_renders_each_profile(profile, tmp_path):
+    """`skaffold render` itself: profiles applied, helm run with the images, post-renderer run.
+
+    skaffold drives helm 3 (it calls `helm version --client`, which helm 4 removed).
+    """
+    skaffold = _skaffold_binary()
+    if skaffold is None:
+        pytest.skip(
+            "no skaffold binary ($SKAFFOLD, PATH or ~/.cache/celery-harder/skaffold/skaffold); "
+            "it is built from its Go module, see that directory's README"
+        )
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "helm").symlink_to(chartlib_helm("helm3"))
+    artifacts = tmp_path / "artifacts.json"
+    sk = _load(SKAFFOLD)
+    artifacts.write_text(
+        json.dumps(
+            {
+                "builds": [
+                    {"imageName": a["image"], "tag": f"{a['image']}:3f2a9c1d"}
+                    for a in sk["build"]["artifacts"]
+                ]
+            }
+        )
+    )
+    out = tmp_path / "rendered.yaml"
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}:{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path),
+        "SKAFFOLD_UPDATE_CHECK": "false",
+    }
+    proc = subprocess.run(
+        [
+            skaffold,
+            "render",
+            "-p",
+            profile,
+            f"--build-artifacts={artifacts}",
+            "--digest-source=tag",
+            "--offline=true",
+            "--output",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    docs = [d for d in yaml.safe_load_all(out.read_text()) if d]
+    images = {
+        c["image"]
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert {
+        "celery-harder/api:3f2a9c1d",
+        "celery-harder/worker:3f2a9c1d",
+        "celery-harder/operator:3f2a9c1d",
+    } <= images
+    api = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "celery-harder-api"
+    )
+    expected_type = "NodePort" if profile == "kind" else "ClusterIP"
+    assert api["spec"]["type"] == expected_type
+
+
 # ---------------------------------------------------------------- kind-up.sh
 
 
@@ -263,7 +357,7 @@ STUB = textwrap.dedent("""\
       "kubectl version"*) echo "Client Version: v1.35.2" ;;
       kubectl*" apply "*"-o name"*) echo "taskworkflow.celery-harder.io/chain-example" ;;
       kubectl*" get secret "*) printf 'flower-dev' | base64 ;;
-      "helm version"*) echo "v3.17.3" ;;
+      "helm version"*) echo "${STUB_HELM_VERSION:-v3.17.3}" ;;
       "skaffold version"*) echo "${STUB_SKAFFOLD_VERSION:-v2.16.1}" ;;
     esac
     exit 0
@@ -375,6 +469,20 @@ def test_kind_up_requires_a_skaffold_that_reads_the_config(tmp_path):
     )
     assert proc.returncode != 0 and "skaffold v2.15+ is required" in proc.stderr
     assert re.search(r"^apiVersion: skaffold/v4beta13$", SKAFFOLD.read_text(), re.M)
+
+
+def test_kind_up_refuses_helm4_that_skaffold_cannot_drive(tmp_path):
+    env, _log = _stub_env(tmp_path)
+    env["STUB_HELM_VERSION"] = "v4.1.4"
+    proc = subprocess.run(
+        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode != 0 and "helm 4" in proc.stderr
+    env["ALLOW_HELM4"] = "1"
+    proc = subprocess.run(
+        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_kind_up_down_deletes_the_cluster(tmp_path):
