@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SERVICES := $(wildcard services/*/pyproject.toml)
 EDITABLES := $(foreach p,$(SERVICES),-e $(dir $(p)))
 
-.PHONY: help venv dev test test-fast lint typecheck tools control-plane images bench constraints clean
+.PHONY: help venv dev test test-fast lint typecheck tools test-deps control-plane images bench constraints clean
 
 help:
 	@echo "make dev         run Redis, a worker, the API (:8000) and Flower (:5555) in the foreground"
@@ -33,6 +33,9 @@ typecheck: venv
 tools:
 	bash scripts/install-k8s-tools.sh
 
+test-deps:
+	bash scripts/install-test-deps.sh
+
 control-plane:
 	bash scripts/build-control-plane.sh
 
@@ -42,7 +45,7 @@ images:
 test-fast: lint typecheck
 	$(BIN)/pytest tests/unit tests/stack tests/resilience tests/devstack
 
-test: venv tools control-plane images lint typecheck
+test: venv tools test-deps control-plane images lint typecheck
 	$(BIN)/pytest
 
 bench: venv

@@ -1,8 +1,7 @@
 """The chart's alert rules, rendered, checked and unit-tested with promtool.
 
-promtool comes from Debian's `prometheus` package (DESIGN.md, tools). Without it
-these tests skip with that reason; the structure of the PrometheusRule is still
-asserted in test_policy.py.
+promtool comes from Debian's `prometheus` package (DESIGN.md, tools), installed by
+scripts/install-test-deps.sh; without it these tests fail and say so.
 """
 
 import shutil
@@ -14,9 +13,6 @@ import yaml
 from .chartlib import NAMESPACE, render_sets
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`)"
-)
 
 NS = NAMESPACE
 
@@ -30,6 +26,8 @@ def _rules(tmp_path, *sets):
 
 
 def _promtool(*args):
+    if PROMTOOL is None:
+        pytest.fail("promtool not installed: run scripts/install-test-deps.sh")
     proc = subprocess.run(
         [PROMTOOL, *args], capture_output=True, text=True, timeout=60, check=False
     )

@@ -117,7 +117,7 @@ def test_skaffold_yaml_validates_against_skaffolds_schema():
     sk = _load(SKAFFOLD)
     schema = _skaffold_schema(sk["apiVersion"])
     if schema is None:
-        pytest.skip(
+        pytest.fail(
             "skaffold's JSON schemas are not in a Go module cache; fetch them with "
             "GOMODCACHE=~/.cache/celery-harder/go/mod go mod download "
             "github.com/GoogleContainerTools/skaffold/v2@v2.16.1"
@@ -259,7 +259,7 @@ def test_real_skaffold_renders_each_profile(profile, tmp_path):
     """
     skaffold = _skaffold_binary()
     if skaffold is None:
-        pytest.skip(
+        pytest.fail(
             "no skaffold binary ($SKAFFOLD, PATH or ~/.cache/celery-harder/skaffold/skaffold); "
             "it is built from its Go module, see that directory's README"
         )
@@ -337,7 +337,7 @@ def test_kind_up_is_valid_bash():
 
 def test_kind_up_passes_shellcheck():
     if not shutil.which("shellcheck"):
-        pytest.skip(
+        pytest.fail(
             "shellcheck is not installed (Debian package `shellcheck`); bash -n is checked above"
         )
     proc = subprocess.run(

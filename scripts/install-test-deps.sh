@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Test dependencies that are neither Python packages nor built elsewhere:
+#   - promtool (Debian's `prometheus`) and shellcheck (Debian), for the chart tests;
+#   - the KEDA and Prometheus Operator modules (their CRD files) and skaffold's module
+#     (its JSON schemas), from the Go module proxy;
+#   - a skaffold binary built from that module, for `skaffold render` of each profile.
+# Everything is cached under ~/.cache/celery-harder; a warm run takes a second.
+set -euo pipefail
+
+CACHE_ROOT="${CELERY_HARDER_CACHE:-$HOME/.cache/celery-harder}"
+KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
+SKAFFOLD_VERSION="${SKAFFOLD_VERSION:-v2.16.1}"
+SKAFFOLD_BIN="$CACHE_ROOT/skaffold/skaffold"  # tests/chart/test_dev_files.py looks here
+
+log() { printf '[install-test-deps] %s\n' "$*" >&2; }
+die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
+
+apt_packages=()
+command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
+command -v shellcheck >/dev/null 2>&1 || apt_packages+=(shellcheck)
+if ((${#apt_packages[@]})); then
+  log "apt-get install ${apt_packages[*]}"
+  [[ $(id -u) == 0 ]] || die "installing ${apt_packages[*]} needs root (or install them yourself)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  # --no-install-recommends: only promtool is needed, not a running Prometheus service.
+  apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null \
+    || die "apt-get install ${apt_packages[*]} failed"
+fi
+
+GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+[[ -x "$GO" ]] || die "no Go toolchain (needed for the Go module proxy)"
+export GOMODCACHE="$CACHE_ROOT/go/mod" GOCACHE="$CACHE_ROOT/go/build"
+export GOFLAGS="-mod=mod -trimpath -buildvcs=false" GOTOOLCHAIN=local GOWORK=off
+
+modules=(
+  "github.com/kedacore/keda/v2@$KEDA_VERSION"
+  "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION"
+  "github.com/GoogleContainerTools/skaffold/v2@$SKAFFOLD_VERSION"
+)
+for module in "${modules[@]}"; do
+  dir="$GOMODCACHE/$(echo "${module%@*}" | sed 's/[A-Z]/!\L&/g')@${module#*@}"
+  if [[ ! -d "$dir" ]]; then
+    log "go mod download $module"
+    (cd "$(mktemp -d)" && "$GO" mod download "$module") || die "go mod download $module failed"
+  fi
+done
+
+if [[ ! -x "$SKAFFOLD_BIN" ]]; then
+  log "building skaffold $SKAFFOLD_VERSION from its module (several minutes on a cold machine)"
+  src="$GOMODCACHE/github.com/!google!container!tools/skaffold/v2@$SKAFFOLD_VERSION"
+  work="$(mktemp -d)"
+  cp -r "$src/." "$work" && chmod -R u+w "$work"
+  mkdir -p "$(dirname "$SKAFFOLD_BIN")"
+  (cd "$work" && CGO_ENABLED=0 "$GO" build -ldflags "-s -w" -o "$SKAFFOLD_BIN.new" ./cmd/skaffold) \
+    || die "go build skaffold failed"
+  mv "$SKAFFOLD_BIN.new" "$SKAFFOLD_BIN"
+  rm -rf "$work"
+fi
+echo "PROMTOOL=$(command -v promtool)"
+echo "SHELLCHECK=$(command -v shellcheck)"
+echo "SKAFFOLD=$SKAFFOLD_BIN"
