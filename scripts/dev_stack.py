@@ -15,12 +15,15 @@ import httpx
 
 from celery_harder.local_processes import (
     ProcessExited,
+    api_command,
+    flower_command,
     free_port,
     port_open,
     redis_command,
     start_process,
     stop_process,
     wait_until,
+    worker_command,
 )
 
 BIN = Path(sys.executable).parent
@@ -87,44 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             broker = f"redis://127.0.0.1:{port}/0"
             wait_until(lambda: port_open(port), READY_TIMEOUT, "redis-server")
         env["CELERY_BROKER_URL"] = broker
-        stack.start(
-            "worker",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "background.celery.celery_app",
-                "worker",
-                "--pool=prefork",
-                f"--concurrency={ns.concurrency}",
-                "--loglevel=INFO",
-            ],
-            env,
-        )
-        stack.start(
-            "api",
-            [
-                str(BIN / "uvicorn"),
-                "celery_harder_api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ns.api_port),
-            ],
-            env,
-        )
-        stack.start(
-            "flower",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "background.celery.celery_app",
-                "flower",
-                "--address=127.0.0.1",
-                f"--port={ns.flower_port}",
-            ],
-            env,
-        )
+        stack.start("worker", worker_command(BIN, ns.concurrency), env)
+        stack.start("api", api_command(BIN, ns.api_port), env)
+        stack.start("flower", flower_command(BIN, ns.flower_port), env)
         api = f"http://127.0.0.1:{ns.api_port}"
         flower = f"http://127.0.0.1:{ns.flower_port}"
         wait_http(stack, api + "/readyz", "API")

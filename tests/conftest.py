@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.kube import ControlPlane, MissingBinaryError
 from tests.support.stack import (
     IDLE_DB,
     ApiServer,
@@ -15,6 +16,23 @@ from tests.support.stack import (
     running_redis,
     running_worker,
 )
+
+
+@pytest.fixture(scope="session")
+def kube_api() -> Iterator[ControlPlane]:
+    """A running control plane: .kubeconfig, .server, .kubectl(*args), .apply(...), .env()."""
+    missing = None
+    try:
+        cp = ControlPlane()
+    except MissingBinaryError as exc:
+        missing = str(exc)
+    if missing:  # outside the except block: one clear message, no exception chain
+        pytest.fail(missing, pytrace=False)
+    cp.start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
 
 
 @pytest.fixture(scope="session")

@@ -431,7 +431,13 @@ def test_operator_rbac_is_minimal(helm):
         for g in rule["apiGroups"]
         for r in rule["resources"]
     }
-    assert rules[("celery-harder.io", "taskworkflows")] == {"get", "list", "watch", "patch", "delete"}
+    assert rules[("celery-harder.io", "taskworkflows")] == {
+        "get",
+        "list",
+        "watch",
+        "patch",
+        "delete",
+    }
     assert rules[("celery-harder.io", "taskworkflows/status")] == {"get", "patch", "update"}
     assert {"list", "watch"} <= rules[("apiextensions.k8s.io", "customresourcedefinitions")]
     assert {"list", "watch"} <= rules[("", "namespaces")]

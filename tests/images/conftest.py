@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.images.harness import REPORT, WorkingContainer, build_images
-from tests.support.kube import ControlPlane, MissingBinaryError
 from tests.support.stack import running_redis
 
 
@@ -44,23 +43,6 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     """A real redis-server on a free loopback port, stopped at teardown."""
     with running_redis(tmp_path / "redis") as server:
         yield server.url(0)
-
-
-@pytest.fixture(scope="module")
-def control_plane() -> Iterator[ControlPlane]:
-    """A real etcd + kube-apiserver on loopback (binaries from build-control-plane.sh)."""
-    missing = None
-    try:
-        cp = ControlPlane()
-    except MissingBinaryError as exc:
-        missing = str(exc)
-    if missing:
-        pytest.fail(missing, pytrace=False)
-    cp.start()
-    try:
-        yield cp
-    finally:
-        cp.stop()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

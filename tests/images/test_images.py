@@ -408,11 +408,11 @@ def test_operator_and_worker_images_run_a_taskworkflow(
     built_images: dict[str, str],
     container_factory: Factory,
     redis_url: str,
-    control_plane: ControlPlane,
+    kube_api: ControlPlane,
 ) -> None:
     """The operator image's `kopf run` against a real kube-apiserver dispatches a
     TaskWorkflow to the worker image's Celery worker through a real Redis."""
-    cp = control_plane
+    cp = kube_api
     cp.kubectl("apply", "-f", str(CRD_PATH))
     cp.wait_for_crd(CRD_NAME)
 

@@ -12,27 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.kube import REPO_ROOT, ControlPlane, MissingBinaryError
+from tests.support.kube import REPO_ROOT
 
 CRD_PATH = REPO_ROOT / "charts" / "celery-harder" / "crds" / "taskworkflows.celery-harder.io.yaml"
 CRD_NAME = "taskworkflows.celery-harder.io"
-
-
-@pytest.fixture(scope="session")
-def kube_api():
-    """A running control plane: .kubeconfig, .server, .kubectl(*args), .apply(...), .env()."""
-    missing = None
-    try:
-        cp = ControlPlane()
-    except MissingBinaryError as exc:
-        missing = str(exc)
-    if missing:  # outside the except block: one clear message, no exception chain
-        pytest.fail(missing, pytrace=False)
-    cp.start()
-    try:
-        yield cp
-    finally:
-        cp.stop()
 
 
 @pytest.fixture(scope="session")

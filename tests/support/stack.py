@@ -18,11 +18,13 @@ import redis
 
 from celery_harder.local_processes import (
     ProcessExited,
+    api_command,
     free_port,
     redis_command,
     start_process,
     stop_process,
     wait_until,
+    worker_command,
 )
 from celery_harder.queues import queue_keys
 
@@ -109,18 +111,7 @@ def start_worker(stack: StackEnv, name: str = "w1", concurrency: int = 2) -> Wor
     heartbeat = stack.workdir / f"{name}.heartbeat"
     heartbeat.unlink(missing_ok=True)
     log = stack.workdir / f"{name}.log"
-    cmd = [
-        str(BIN / "celery"),
-        "-A",
-        "background.celery.celery_app",
-        "worker",
-        "--pool=prefork",
-        f"--concurrency={concurrency}",
-        "--loglevel=INFO",
-        f"--hostname={name}@%h",
-        "-Q",
-        "celery",
-    ]
+    cmd = [*worker_command(BIN, concurrency, f"{name}@%h"), "-Q", "celery"]
     proc = start_process(cmd, log=log, env=stack.env(name), cwd=stack.workdir)
     worker = Worker(name, proc, heartbeat, log)
 
@@ -162,17 +153,7 @@ class ApiServer:
 def running_api(stack: StackEnv, extra_env: dict[str, str] | None = None) -> Iterator[ApiServer]:
     """uvicorn on a free port, ready when /healthz answers."""
     port = free_port()
-    cmd = [
-        str(BIN / "uvicorn"),
-        "celery_harder_api.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    cmd = [*api_command(BIN, port), "--log-level", "warning"]
     log = stack.workdir / f"api-{port}.log"
     proc = start_process(cmd, log=log, env={**stack.env("api"), **(extra_env or {})})
     server = ApiServer(f"http://127.0.0.1:{port}", proc)

@@ -115,3 +115,28 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+
+
+def worker_command(bindir: Path, concurrency: int, hostname: str = "worker@%h") -> list[str]:
+    """A Celery worker as users run it: the seed's app, the prefork pool."""
+    return [
+        str(bindir / "celery"), "-A", "background.celery.celery_app", "worker",
+        "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=INFO",
+        f"--hostname={hostname}",
+    ]  # fmt: skip
+
+
+def api_command(bindir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """uvicorn serving the API factory."""
+    return [
+        str(bindir / "uvicorn"), "celery_harder_api.app:create_app", "--factory",
+        "--host", host, "--port", str(port),
+    ]  # fmt: skip
+
+
+def flower_command(bindir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """Flower on the worker's app."""
+    return [
+        str(bindir / "celery"), "-A", "background.celery.celery_app", "flower",
+        f"--address={host}", f"--port={port}",
+    ]  # fmt: skip
