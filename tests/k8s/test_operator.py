@@ -113,6 +113,16 @@ def test_examples_reach_their_phase_with_the_right_results(
         and workflow_id(get(kube_api, ns, "chain-example")["metadata"]["uid"]) in wide
     )
     assert "Dispatched" in events(kube_api, ns, "chain-example")
+    chain = get(kube_api, ns, "chain-example")
+    kopf_keys = [
+        k for k in chain["metadata"]["annotations"] if "kopf" in k or k.startswith("celery")
+    ]
+    assert kopf_keys and all(k.startswith("celery-harder.io/") for k in kopf_keys), kopf_keys
+    assert chain["metadata"]["finalizers"] == ["celery-harder.io/cancel-workflow"]
+    assert set(chain["status"]) <= {
+        "phase", "progress", "workflowId", "message", "observedGeneration", "counts", "nodes",
+        "nodesTruncated", "conditions", "startedAt", "finishedAt", "result",
+    }  # fmt: skip
     assert "Failed" in events(kube_api, ns, "failing-example")
 
 
