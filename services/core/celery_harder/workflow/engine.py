@@ -12,7 +12,7 @@ from celery_harder.results import READY_STATES, TaskStatus, describe_meta
 from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClient
 from celery_harder.workflow.compiler import Leaf, compile_canvas, workflow_leaves
 from celery_harder.workflow.record import WorkflowRecord, now_iso, record_key
-from celery_harder.workflow.spec import Limits, parse_workflow
+from celery_harder.workflow.spec import Limits, Node, parse_workflow
 from celery_harder.workflow.status import (
     REASON_CANCELLED,
     REASON_TIMEOUT,
@@ -64,7 +64,7 @@ class WorkflowEngine:
             raise BrokerUnavailable(f"could not dispatch workflow {wid}: {exc}") from exc
 
     def _dispatch(
-        self, wid: str, spec: Any, tree: Any, leaves: list[Leaf], timeout: int | None
+        self, wid: str, spec: Any, tree: Node, leaves: list[Leaf], timeout: int | None
     ) -> Submitted:
         key = record_key(wid)
         if not self.redis.hsetnx(key, "id", wid):
