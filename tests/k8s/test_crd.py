@@ -61,6 +61,14 @@ def apply_fails(kube, manifest: str) -> str:
 # ------------------------------------------------------------------ the CRD
 
 
+def patch_status_subresource(kube_api, namespace, name, body, check=True):
+    """kubectl patch --subresource=status with a merge patch (JSON body)."""
+    return kube_api.kubectl(
+        "patch", "tw", name, "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps(body), check=check,
+    )  # fmt: skip
+
+
 def test_crd_file_is_generated_from_its_one_source():
     generated = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "gen_crd.py")],
@@ -301,17 +309,7 @@ def test_kubectl_get_columns_and_status_subresource(kube_api, taskworkflow_crd, 
     assert row[0] == name
 
     # status is written through the status subresource only
-    out = kube_api.kubectl(
-        "patch",
-        "tw",
-        name,
-        "-n",
-        kube_namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": STATUS}),
-    ).stdout
+    out = patch_status_subresource(kube_api, kube_namespace, name, {"status": STATUS}).stdout
     assert "patched" in out
     obj = kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)
     assert obj["status"] == STATUS
@@ -346,17 +344,8 @@ def test_status_schema_is_enforced(kube_api, taskworkflow_crd, kube_namespace):
     kube_api.kubectl("apply", "-f", "-", input=tw(name, kube_namespace, CHAIN))
 
     def patch_status(status):
-        return kube_api.kubectl(
-            "patch",
-            "tw",
-            name,
-            "-n",
-            kube_namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps({"status": status}),
-            check=False,
+        return patch_status_subresource(
+            kube_api, kube_namespace, name, {"status": status}, check=False
         )
 
     proc = patch_status({"phase": "Exploded"})
@@ -374,17 +363,7 @@ def test_status_schema_is_enforced(kube_api, taskworkflow_crd, kube_namespace):
     assert status == {"phase": "Pending"}
 
     # a spec change through the status subresource is ignored
-    kube_api.kubectl(
-        "patch",
-        "tw",
-        name,
-        "-n",
-        kube_namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"shutdown": "Terminate"}}),
-    )
+    patch_status_subresource(kube_api, kube_namespace, name, {"spec": {"shutdown": "Terminate"}})
     assert "shutdown" not in kube_api.kubectl_json("get", "tw", name, "-n", kube_namespace)["spec"]
 
 
@@ -394,16 +373,6 @@ def test_every_phase_is_accepted(kube_api, taskworkflow_crd, kube_namespace, pha
     kube_api.kubectl(
         "apply", "-f", "-", input=tw(name, kube_namespace, {"task": "add", "args": [1, 2]})
     )
-    kube_api.kubectl(
-        "patch",
-        "tw",
-        name,
-        "-n",
-        kube_namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"phase": phase}}),
-    )
+    patch_status_subresource(kube_api, kube_namespace, name, {"status": {"phase": phase}})
     _header, row = _table(kube_api.kubectl("get", "tw", name, "-n", kube_namespace).stdout)
     assert row[1] == phase
