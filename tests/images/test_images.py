@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from celery_harder.local_processes import free_port
 from tests.images.harness import (
     APP_UID,
     BASE_IMAGE,
@@ -36,7 +37,6 @@ from tests.images.harness import (
     WorkingContainer,
     children,
     cmdline,
-    free_port,
     image_command,
     image_config,
     namespace_pids,
