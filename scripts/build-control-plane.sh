@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Build a local Kubernetes control plane (kube-apiserver + etcd) for the T2 tests.
+# Build the Kubernetes binaries from upstream Go modules: kube-apiserver + etcd for
+# the T2 tests, and kube-controller-manager, kube-scheduler, kubelet and kube-proxy
+# for the single-node cluster (T4-local; the rest of the node comes from
+# scripts/build-node.sh).
 #
 # No Debian package, PyPI wheel or npm package carries kube-apiserver, so it is
 # built from the Go module k8s.io/kubernetes through the Go module proxy. That
@@ -14,10 +17,14 @@
 # release was tested with (Debian bookworm's etcd-server is 3.4). ETCD_SOURCE=apt
 # uses Debian's etcd-server instead.
 #
+# The five Kubernetes binaries come from one `go build -o DIR/ pkg...`, so the
+# packages they share are compiled once (about 5 min cold on 2 cores, ~2 GB peak).
+# A cache that lacks some of them (e.g. one made when this script built only
+# kube-apiserver) gets only the missing ones built.
+#
 # Output (cached, keyed by version; a warm machine skips the build):
-#   ~/.cache/celery-harder/control-plane/<K8S_VERSION>/kube-apiserver
-#   ~/.cache/celery-harder/control-plane/<K8S_VERSION>/etcd
-#   ~/.cache/celery-harder/control-plane/<K8S_VERSION>/VERSIONS
+#   ~/.cache/celery-harder/control-plane/<K8S_VERSION>/{kube-apiserver,kube-controller-manager,
+#       kube-scheduler,kubelet,kube-proxy,etcd,VERSIONS}
 # Go caches: ~/.cache/celery-harder/go/{build,mod}
 #
 # Environment:
@@ -27,7 +34,8 @@
 #   GO            go binary (default: go on PATH, else /usr/local/go/bin/go)
 #   CELERY_HARDER_CACHE  cache root (default ~/.cache/celery-harder)
 #   FORCE=1       rebuild even if cached
-# Prints the two binary paths on stdout (KUBE_APISERVER=..., ETCD=...); progress on stderr.
+# Prints the binary paths on stdout, one NAME=path a line (KUBE_APISERVER, ETCD,
+# KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBELET, KUBE_PROXY); progress on stderr.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.35.4}"
@@ -73,10 +81,29 @@ run() {
   fi
 }
 
-cached_ok() {
-  [[ "${FORCE:-0}" != 1 ]] || return 1
-  [[ -x "$OUT/kube-apiserver" && -x "$OUT/etcd" && -f "$OUT/VERSIONS" ]] || return 1
-  "$OUT/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION" || return 1
+# The Kubernetes binaries, each with the env-var name printed on stdout.
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+var_name() { printf '%s' "$1" | tr 'a-z-' 'A-Z_'; }
+
+print_paths() {
+  printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$OUT/kube-apiserver" "$OUT/etcd"
+  local b
+  for b in "${K8S_BINARIES[@]:1}"; do printf '%s=%s\n' "$(var_name "$b")" "$OUT/$b"; done
+}
+
+# the Kubernetes binaries that are absent or not of $K8S_VERSION (all of them with FORCE=1)
+missing_k8s() {
+  local b
+  for b in "${K8S_BINARIES[@]}"; do
+    if [[ "${FORCE:-0}" == 1 || ! -x "$OUT/$b" ]] \
+        || ! "$OUT/$b" --version 2>/dev/null | grep -qx "Kubernetes $K8S_VERSION"; then
+      echo "$b"
+    fi
+  done
+}
+
+etcd_ok() {
+  [[ "${FORCE:-0}" != 1 && -x "$OUT/etcd" && -f "$OUT/VERSIONS" ]] || return 1
   "$OUT/etcd" --version >/dev/null 2>&1 || return 1
   if [[ "$ETCD_SOURCE" == apt ]]; then
     grep -qx "etcd=apt" "$OUT/VERSIONS" || return 1
@@ -88,9 +115,11 @@ cached_ok() {
   return 0
 }
 
+cached_ok() { [[ -z "$(missing_k8s)" ]] && etcd_ok; }
+
 if cached_ok; then
   log "cached: $OUT ($(tr '\n' ' ' < "$OUT/VERSIONS"))"
-  printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$OUT/kube-apiserver" "$OUT/etcd"
+  print_paths
   exit 0
 fi
 
@@ -104,46 +133,54 @@ if command -v flock >/dev/null 2>&1; then
   fi
   if cached_ok; then
     log "built meanwhile by another run: $OUT"
-    printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$OUT/kube-apiserver" "$OUT/etcd"
+    print_paths
     exit 0
   fi
 fi
 log "go: $("$GO" version)"
 log "GOCACHE=$GOCACHE GOMODCACHE=$GOMODCACHE GOFLAGS='$GOFLAGS'"
 
-# --------------------------------------------------------- kube-apiserver
-build_apiserver() {
-  local dir="$WORK/kube-apiserver"
-  rm -rf "$dir"; mkdir -p "$dir"
+# ------------------------------------------------ k8s.io/kubernetes go.mod
+# Sets K8S_GOMOD (the release's go.mod), STAGING (its staging modules) and
+# ETCD_FROM_K8S (the etcd server version it requires).
+K8S_GOMOD="" STAGING="" ETCD_FROM_K8S=""
+read_k8s_gomod() {
+  local dir="$WORK/kubernetes"
+  mkdir -p "$dir"
   log "fetching k8s.io/kubernetes@$K8S_VERSION go.mod"
   local modjson
   modjson="$(cd "$dir" && "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" 2>&1)" \
     || die "go mod download k8s.io/kubernetes@$K8S_VERSION failed: $modjson"
-  local gomod
-  gomod="$(printf '%s' "$modjson" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
-  [[ -f "$gomod" ]] || die "could not find the go.mod of k8s.io/kubernetes@$K8S_VERSION in: $modjson"
-
+  K8S_GOMOD="$(printf '%s' "$modjson" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  [[ -f "$K8S_GOMOD" ]] || die "could not find the go.mod of k8s.io/kubernetes@$K8S_VERSION in: $modjson"
   # every `k8s.io/foo => ./staging/src/k8s.io/foo` line of the release's go.mod
-  local staging
-  staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._/-]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$gomod")"
-  [[ -n "$staging" ]] || die "no ./staging replace lines found in $gomod"
-  ETCD_FROM_K8S="$(sed -n 's#^[[:space:]]*go\.etcd\.io/etcd/server/v3[[:space:]]\{1,\}\(v[0-9.]*\).*#\1#p' "$gomod" | head -n1)"
-  log "$(echo "$staging" | wc -l) staging modules, pinned to $STAGING_VERSION"
+  STAGING="$(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._/-]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$K8S_GOMOD")"
+  [[ -n "$STAGING" ]] || die "no ./staging replace lines found in $K8S_GOMOD"
+  ETCD_FROM_K8S="$(sed -n 's#^[[:space:]]*go\.etcd\.io/etcd/server/v3[[:space:]]\{1,\}\(v[0-9.]*\).*#\1#p' "$K8S_GOMOD" | head -n1)"
+}
 
+# ------------------------------------------------- Kubernetes binaries
+# build_kubernetes BIN... : one `go build` of k8s.io/kubernetes/cmd/BIN for each BIN
+build_kubernetes() {
+  local dir="$WORK/kubernetes" bins=("$@")
+  log "$(echo "$STAGING" | wc -l) staging modules, pinned to $STAGING_VERSION"
   {
-    echo "module celery-harder.local/control-plane/kube-apiserver"
+    echo "module celery-harder.local/control-plane/kubernetes"
     echo
-    echo "go $(sed -n 's/^go \([0-9.]*\).*/\1/p' "$gomod")"
+    echo "go $(sed -n 's/^go \([0-9.]*\).*/\1/p' "$K8S_GOMOD")"
     echo
     echo "require k8s.io/kubernetes $K8S_VERSION"
     echo
     echo "replace ("
-    while read -r m; do echo "	$m => $m $STAGING_VERSION"; done <<<"$staging"
+    while read -r m; do echo "	$m => $m $STAGING_VERSION"; done <<<"$STAGING"
     echo ")"
   } > "$dir/go.mod"
+  rm -f "$dir/go.sum"
 
-  log "resolving dependencies (go get k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION)"
-  (cd "$dir" && run "go get kube-apiserver" "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION")
+  local pkgs=() b
+  for b in "${bins[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  log "resolving dependencies (go get ${pkgs[*]/%/@$K8S_VERSION})"
+  (cd "$dir" && run "go get kubernetes" "$GO" get "${pkgs[@]/%/@$K8S_VERSION}")
 
   local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   local ldflags="-s -w"
@@ -151,12 +188,20 @@ build_apiserver() {
     ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$K8S_MINOR"
     ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  log "compiling kube-apiserver $K8S_VERSION (cold: 4-6 min on 2 cores; log: $WORK/go_build_kube_apiserver.log)"
-  (cd "$dir" && run "go build kube-apiserver" "$GO" build -v -ldflags "$ldflags" \
-      -o "$OUT/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver)
-  mv -f "$OUT/kube-apiserver.new" "$OUT/kube-apiserver"
-  local v; v="$("$OUT/kube-apiserver" --version 2>&1)" || die "built kube-apiserver does not run: $v"
-  log "built $OUT/kube-apiserver: $v, $(du -h "$OUT/kube-apiserver" | cut -f1)"
+  local new="$OUT/.new"
+  rm -rf "$new"; mkdir -p "$new"
+  log "compiling ${bins[*]} $K8S_VERSION in one go build (cold: about 5 min on 2 cores; log: $WORK/go_build_kubernetes.log)"
+  local t0=$SECONDS
+  (cd "$dir" && run "go build kubernetes" "$GO" build -v -ldflags "$ldflags" -o "$new/" "${pkgs[@]}")
+  log "go build took $((SECONDS - t0))s"
+  for b in "${bins[@]}"; do
+    local v
+    v="$("$new/$b" --version 2>&1)" || die "built $b does not run: $v"
+    [[ "$v" == "Kubernetes $K8S_VERSION" ]] || die "built $b reports '$v', expected 'Kubernetes $K8S_VERSION'"
+    mv -f "$new/$b" "$OUT/$b"
+    log "built $OUT/$b: $v, $(du -h "$OUT/$b" | cut -f1)"
+  done
+  rm -rf "$new"
 }
 
 # --------------------------------------------------------------------- etcd
@@ -184,16 +229,28 @@ install_etcd_apt() {
   ln -sfn /usr/bin/etcd "$OUT/etcd"
 }
 
-ETCD_FROM_K8S=""
-build_apiserver
-case "$ETCD_SOURCE" in
-  go)  ETCD_VERSION="${ETCD_VERSION:-${ETCD_FROM_K8S:-v3.6.5}}"; build_etcd_go "$ETCD_VERSION" ;;
-  apt) install_etcd_apt; ETCD_VERSION="apt" ;;
-  *)   die "ETCD_SOURCE must be go or apt, got '$ETCD_SOURCE'" ;;
-esac
+read_k8s_gomod
+mapfile -t MISSING < <(missing_k8s)
+if ((${#MISSING[@]})); then
+  if ((${#MISSING[@]} < ${#K8S_BINARIES[@]})); then
+    log "cached already: $(printf '%s\n' "${K8S_BINARIES[@]}" "${MISSING[@]}" | sort | uniq -u | paste -sd' ')"
+  fi
+  build_kubernetes "${MISSING[@]}"
+fi
+
+if etcd_ok; then
+  ETCD_VERSION="$(sed -n 's/^etcd=//p' "$OUT/VERSIONS")"
+  log "etcd cached: $ETCD_VERSION"
+else
+  case "$ETCD_SOURCE" in
+    go)  ETCD_VERSION="${ETCD_VERSION:-${ETCD_FROM_K8S:-v3.6.5}}"; build_etcd_go "$ETCD_VERSION" ;;
+    apt) install_etcd_apt; ETCD_VERSION="apt" ;;
+    *)   die "ETCD_SOURCE must be go or apt, got '$ETCD_SOURCE'" ;;
+  esac
+fi
 ev="$("$OUT/etcd" --version 2>&1)" || die "etcd does not run: $ev"
 log "etcd: $(echo "$ev" | head -n1), $(du -hL "$OUT/etcd" | cut -f1)"
 
 printf 'kubernetes=%s\netcd=%s\n' "$K8S_VERSION" "$ETCD_VERSION" > "$OUT/VERSIONS"
 log "done in $(( $(date +%s) - START ))s: $OUT"
-printf 'KUBE_APISERVER=%s\nETCD=%s\n' "$OUT/kube-apiserver" "$OUT/etcd"
+print_paths
