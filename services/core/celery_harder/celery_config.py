@@ -52,9 +52,31 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A cold shutdown first waits this long, then requeues unacked work instead of losing it.
         "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout,
         "worker_enable_soft_shutdown_on_idle": True,
-        # On broker connection loss running acks_late tasks will be redelivered: stop them,
-        # rather than run them twice.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Keep running tasks running when the broker connection drops (a Redis restart).
+        # Cancelling them rests on an AMQP premise, that an unacknowledged message is
+        # redelivered once its channel is gone. On Redis it is not: kombu keeps it in the
+        # `unacked` hash until the visibility timeout (an hour), and the cancel writes a
+        # RETRY state that fails while Redis is down, so the terminated task is stored as
+        # REVOKED, acknowledged, and never runs again. Letting it finish is safe: a Redis
+        # ack is an HDEL/ZREM by delivery tag that the old channel sends over a new
+        # connection (kombu's QoS.ack), so a task that ends after the reconnect is
+        # acknowledged and runs once. Pinned, because Celery 6 turns the default on.
+        # At-least-once still leaves a copy in two windows: the loss is noticed while
+        # Redis answers (a dropped connection, not a dead server), so closing the channel
+        # restores the running tasks' messages to the queue; or Redis dies between a
+        # task's result write and its ack, so the message comes back after the
+        # visibility timeout.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # A task that finishes, or reports progress, while Redis is down retries the write
+        # instead of failing: Celery's Redis backend reads the current state before every
+        # write (`_store_result`) with no retry of its own, so without this the first
+        # write during an outage raises, and a task that ran is recorded as FAILURE.
+        # Retries stay unlimited (result_backend_max_retries, Celery's default): a pool
+        # process waits for Redis as long as the rest of the worker does. At most 1 s
+        # between attempts (default 10 s), so a result lands within a second of Redis
+        # coming back.
+        "result_backend_always_retry": True,
+        "result_backend_max_sleep_between_retries_ms": 1000,
     }
 
 
@@ -78,4 +100,7 @@ def create_celery_app(
         include=include or [],
     )
     app.conf.update(celery_config(settings))
+    if send_only:
+        # Clients answer 503 within redis_timeout; they must never wait out an outage.
+        app.conf.result_backend_always_retry = False
     return app
