@@ -279,3 +279,55 @@ def test_redis_restart_loses_nothing_revokes_nothing_runs_nothing_twice(  # noqa
     assert killed_at < body_end < restarted_at, (killed_at, body_end, restarted_at)
     assert wall(during_status.date_done) >= restarted_at - 0.5
 
+
+def log_count(worker_log: Path, needle: str) -> int:
+    """Lines of the worker log that contain `needle`."""
+    return sum(1 for line in worker_log.read_text().splitlines() if needle in line)
+
+
+@pytest.mark.parametrize(("concurrency", "executions"), [(2, 1), (4, 2)])
+def test_connection_drop_while_redis_answers_runs_a_task_twice_only_in_parallel(
+    restartable: tuple[AofRedis, StackEnv, TaskClient], concurrency: int, executions: int
+) -> None:
+    """The one duplicate window: the loss is noticed while Redis still answers.
+
+    The worker then closes its channel, and kombu's restore_unacked_once puts the
+    messages of the running tasks back in the queue (log: "Restoring 2 unacknowledged
+    message(s)"), so each is delivered a second time. With every pool process busy
+    (concurrency 2) the copy starts after the original stored SUCCESS, and CatalogTask
+    acknowledges it without running it: one execution. With idle processes
+    (concurrency 4) the copy starts at once, beside the original: two executions,
+    the at-least-once duplicate that no check at start can tell from a redelivery
+    after a crash.
+    """
+    server, stack, client = restartable
+    with running_worker(stack, "w1", concurrency=concurrency) as worker:
+        ids = [client.submit("sleep", [3]) for _ in range(2)]
+        for task_id in ids:
+            wait_status(client, task_id, lambda s: s.state == "PROGRESS", f"{task_id} running")
+        r = server.client()
+        # Drop every client connection (the consumer's LISTEN one first); Redis stays up.
+        r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        r.execute_command("CLIENT", "KILL", "TYPE", "normal")
+
+        def settled() -> bool:
+            """Each id delivered twice, and both deliveries finished (run or skipped)."""
+            return all(
+                log_count(worker.log, f"sleep[{t}] received") == 2
+                and log_count(worker.log, f"sleep[{t}] succeeded")
+                + log_count(worker.log, f"task {t} already succeeded")
+                == 2
+                for t in ids
+            )
+
+        wait_until(settled, 60, "both deliveries of each task finished")
+        states = {t: status_or_none(client, t) for t in ids}
+        deliveries = {t: int(r.get(DELIVERIES + t) or 0) for t in ids}
+        unacked = int(r.hlen("unacked")) + int(r.zcard("unacked_index"))
+        queued = int(r.llen("celery"))
+        restored = log_count(worker.log, "Restoring 2 unacknowledged message(s)")
+    print(f"connection drop, concurrency {concurrency}: executions {deliveries}")
+    assert restored == 1
+    assert all(s is not None and s.state == "SUCCESS" for s in states.values()), states
+    assert deliveries == dict.fromkeys(ids, executions)
+    assert (unacked, queued) == (0, 0)

@@ -65,7 +65,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Redis answers (a dropped connection, not a dead server), so closing the channel
         # restores the running tasks' messages to the queue; or Redis dies between a
         # task's result write and its ack, so the message comes back after the
-        # visibility timeout.
+        # visibility timeout. CatalogTask acknowledges a copy whose SUCCESS is stored
+        # without running it, so only a copy that starts while the original still runs
+        # (an idle process, another worker) executes twice.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # A task that finishes, or reports progress, while Redis is down retries the write
         # instead of failing: Celery's Redis backend reads the current state before every
