@@ -331,3 +331,39 @@ def test_connection_drop_while_redis_answers_runs_a_task_twice_only_in_parallel(
     assert all(s is not None and s.state == "SUCCESS" for s in states.values()), states
     assert deliveries == dict.fromkeys(ids, executions)
     assert (unacked, queued) == (0, 0)
+
+
+def test_api_answers_503_while_redis_is_down_and_recovers_by_itself(
+    restartable: tuple[AofRedis, StackEnv, TaskClient],
+) -> None:
+    """Same uvicorn process throughout: 503 during the outage, 2xx after the restart."""
+    server, stack, _ = restartable
+    with running_api(stack) as api, api.client() as http:
+        pid = api.process.pid
+        response = http.post("/add", json={"x": 1, "y": 2})
+        assert response.status_code == 202, response.text
+        before = response.json()["task_id"]
+        assert http.get("/readyz").status_code == 200
+        server.kill()
+        for method, path, body in [
+            ("GET", "/readyz", None),
+            ("POST", "/add", {"x": 1, "y": 2}),
+            ("GET", f"/result/{before}", None),
+        ]:
+            response = http.request(method, path, json=body)
+            assert response.status_code == 503, (path, response.text)
+            assert "broker unavailable" in response.json()["detail"]
+        server.start()
+        restarted = time.monotonic()
+
+        def recovered() -> bool:
+            return (
+                http.get("/readyz").status_code == 200
+                and http.post("/add", json={"x": 2, "y": 2}).status_code == 202
+                and http.get(f"/result/{before}").status_code == 200
+            )
+
+        wait_until(recovered, 15, "API answering again after the restart", interval=0.1)
+        recovery = time.monotonic() - restarted
+        assert api.process.poll() is None and api.process.pid == pid
+    print(f"API recovered {recovery:.2f}s after the restart")
