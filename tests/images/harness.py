@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,26 +53,6 @@ def buildah(*args: str, timeout: float = 120, check: bool = True) -> subprocess.
             f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
         )
     return proc
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
-) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-        except (OSError, ValueError, LookupError) as exc:  # not up yet: keep polling
-            last_exc = exc
-            value = None
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_exc!r})" if last_exc else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- images

@@ -42,9 +42,9 @@ from tests.images.harness import (
     namespace_pids,
     parse_size,
     ppid_of,
-    wait_until,
 )
 from tests.support.kube import ControlPlane
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.t3
 

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import datetime as _dt
-import ipaddress
 import json
 import os
 import shutil
@@ -59,12 +57,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from celery_harder.local_processes import free_port
+from celery_harder_dev.cluster import pki
+from celery_harder_dev.cluster.kubectl import Kubectl, KubectlError
 
 __all__ = [
     "DEFAULT_K8S_VERSION",
@@ -89,18 +84,6 @@ class ControlPlaneError(RuntimeError):
 
 class MissingBinaryError(ControlPlaneError):
     """A binary is missing; the message names the command that provides it."""
-
-
-class KubectlError(RuntimeError):
-    def __init__(self, args: Sequence[str], proc: subprocess.CompletedProcess):
-        self.args_ = list(args)
-        self.returncode = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        super().__init__(
-            f"kubectl {' '.join(args)} exited {proc.returncode}\n"
-            f"stderr: {proc.stderr.strip()}\nstdout: {proc.stdout.strip()}"
-        )
 
 
 # --------------------------------------------------------------- binaries
@@ -169,106 +152,18 @@ def _pdeathsig_preexec():
 
 def _generate_pki(d: Path) -> None:
     """CA, apiserver serving cert, admin client cert, service-account key pair."""
-    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
-    later = now + _dt.timedelta(days=7)
-
-    def pem_key(key) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    def name(cn: str, org: str | None = None) -> x509.Name:
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-        if org:
-            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-        return x509.Name(attrs)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = name("celery-harder-test-ca")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(later)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    ca = pki.CertificateAuthority.create("celery-harder-test-ca")
+    ca.write(d, "ca")
+    ca.issue(
+        d,
+        "apiserver",
+        "kube-apiserver",
+        usages=(pki.SERVER,),
+        dns_names=pki.apiserver_dns_names("cluster.local"),
+        ip_addresses=("127.0.0.1", "10.0.0.1"),
     )
-
-    def leaf(subject: x509.Name, usage, sans=None):
-        key = ec.generate_private_key(ec.SECP256R1())
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(later)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-        )
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return key, b.sign(ca_key, hashes.SHA256())
-
-    serving_key, serving = leaf(
-        name("kube-apiserver"),
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [
-            x509.DNSName("localhost"),
-            x509.DNSName("kubernetes"),
-            x509.DNSName("kubernetes.default"),
-            x509.DNSName("kubernetes.default.svc"),
-            x509.DNSName("kubernetes.default.svc.cluster.local"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-        ],
-    )
-    admin_key, admin = leaf(name("admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH)
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    pem = serialization.Encoding.PEM
-    files = {
-        "ca.crt": ca.public_bytes(pem),
-        "apiserver.crt": serving.public_bytes(pem),
-        "apiserver.key": pem_key(serving_key),
-        "admin.crt": admin.public_bytes(pem),
-        "admin.key": pem_key(admin_key),
-        "sa.key": pem_key(sa_key),
-        "sa.pub": sa_key.public_key().public_bytes(
-            pem, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    }
-    for fname, data in files.items():
-        p = d / fname
-        p.write_bytes(data)
-        p.chmod(0o600)
+    ca.issue(d, "admin", "admin", organization="system:masters")
+    pki.write_service_account_keys(d)
 
 
 # ----------------------------------------------------------- control plane
@@ -312,13 +207,14 @@ class ControlPlane:
     def pki(self) -> Path:
         return self.workdir / "pki"
 
+    @property
+    def client(self) -> Kubectl:
+        """kubectl bound to this control plane's kubeconfig."""
+        return Kubectl(self.kubectl_bin, self.kubeconfig)
+
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """An environment for subprocesses (kubectl, helm, an operator) aimed at this cluster."""
-        env = dict(os.environ if base is None else base)
-        env["KUBECONFIG"] = str(self.kubeconfig)
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        env.pop("KUBERNETES_SERVICE_PORT", None)
-        return env
+        return self.client.env(base)
 
     def kubectl(
         self,
@@ -330,34 +226,19 @@ class ControlPlane:
         """Run kubectl against this cluster; returns a text CompletedProcess.
 
         Raises KubectlError on a non-zero exit when check is true."""
-        argv = [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *map(str, args)]
         if isinstance(input, bytes):
             input = input.decode()
-        proc = subprocess.run(
-            argv,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(),
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            raise KubectlError([str(a) for a in args], proc)
-        return proc
+        return self.client(*args, input=input, check=check, timeout=timeout)
 
     def kubectl_json(self, *args: str, **kw) -> Any:
         """kubectl ... -o json, parsed."""
-        return json.loads(self.kubectl(*args, "-o", "json", **kw).stdout)
+        return self.client.json(*args, **kw)
 
     def apply(
         self, manifest: str | Mapping | Sequence[Mapping], *extra: str
     ) -> subprocess.CompletedProcess:
         """kubectl apply -f - with a YAML/JSON string, a dict, or a list of dicts."""
-        if not isinstance(manifest, str):
-            docs = [manifest] if isinstance(manifest, Mapping) else list(manifest)
-            manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-        return self.kubectl("apply", "-f", "-", *extra, input=manifest)
+        return self.client.apply(manifest, *extra)
 
     def create_namespace(self, name: str) -> str:
         self.kubectl("create", "namespace", name)

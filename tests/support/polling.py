@@ -5,6 +5,30 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import redis
+
+# What a probe may raise while the thing it waits for is not there yet.
+NOT_YET = (OSError, ValueError, LookupError, httpx.HTTPError, redis.RedisError)
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+        except NOT_YET as exc:  # not up yet: keep polling
+            last_exc = exc
+            value = None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_exc!r})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+        time.sleep(interval)
 
 
 def poll_json(

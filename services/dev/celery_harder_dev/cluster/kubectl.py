@@ -1,0 +1,73 @@
+"""kubectl against one kubeconfig: run, parse JSON, apply, wait."""
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message holds its arguments and output."""
+
+    def __init__(self, args: Sequence[str], proc: "subprocess.CompletedProcess[str]") -> None:
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        super().__init__(
+            f"kubectl {' '.join(args)} exited {proc.returncode}\n"
+            f"stderr: {proc.stderr.strip()}\nstdout: {proc.stdout.strip()}"
+        )
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """A kubectl binary bound to one kubeconfig."""
+
+    binary: Path
+    kubeconfig: Path
+
+    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """An environment for subprocesses (kubectl, helm, an operator) aimed at this cluster."""
+        env = dict(os.environ if base is None else base)
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        env.pop("KUBERNETES_SERVICE_PORT", None)
+        return env
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> "subprocess.CompletedProcess[str]":
+        """Run kubectl; raises KubectlError on a non-zero exit when `check`."""
+        argv = [str(self.binary), "--kubeconfig", str(self.kubeconfig), *map(str, args)]
+        proc = subprocess.run(
+            argv,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise KubectlError([str(a) for a in args], proc)
+        return proc
+
+    def json(self, *args: str, **kwargs: Any) -> Any:
+        """kubectl ... -o json, parsed."""
+        return json.loads(self(*args, "-o", "json", **kwargs).stdout)
+
+    def apply(
+        self, manifest: str | Mapping[str, Any] | Sequence[Mapping[str, Any]], *extra: str
+    ) -> "subprocess.CompletedProcess[str]":
+        """kubectl apply -f - with YAML/JSON text, an object, or a list of objects."""
+        if not isinstance(manifest, str):
+            items = [manifest] if isinstance(manifest, Mapping) else list(manifest)
+            manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        return self("apply", "-f", "-", *extra, input=manifest)
