@@ -5,12 +5,16 @@ BIN := $(VENV)/bin
 SERVICES := $(wildcard services/*/pyproject.toml)
 EDITABLES := $(foreach p,$(SERVICES),-e $(dir $(p)))
 
-.PHONY: help venv dev test test-fast lint typecheck tools test-deps control-plane images bench constraints clean
+.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps control-plane \
+	node-binaries images cluster-images cluster-deps cluster cluster-down bench constraints clean
 
 help:
 	@echo "make dev         run Redis, a worker, the API (:8000) and Flower (:5555) in the foreground"
 	@echo "make test        install everything the tests need, lint, type-check, run every test"
 	@echo "make test-fast   lint, type-check and the T0/T1 tests only (no control plane, no images)"
+	@echo "make test-cluster the T4-local tests only: the chart on the local node (starts one if none runs)"
+	@echo "make cluster     build (cached) and start the single local node with CoreDNS, storage and KEDA"
+	@echo "make cluster-down stop the local node and undo every change it made to this machine"
 	@echo "make bench       run the benchmarks and write bench/results.md"
 
 venv: $(BIN)/.installed
@@ -42,10 +46,28 @@ control-plane:
 images:
 	bash scripts/build-images.sh
 
+node-binaries:
+	bash scripts/build-node.sh >/dev/null
+
+# Every image the node runs, exported for containerd (after `images`: it exports those too).
+cluster-images: images node-binaries
+	bash scripts/build-cluster-images.sh >/dev/null
+
+cluster-deps: venv tools control-plane cluster-images
+
+cluster: cluster-deps
+	$(BIN)/python -m celery_harder_dev.cluster up
+
+cluster-down: venv
+	$(BIN)/python -m celery_harder_dev.cluster down
+
+test-cluster: cluster-deps
+	$(BIN)/pytest tests/cluster
+
 test-fast: lint typecheck
 	$(BIN)/pytest tests/unit tests/stack tests/resilience tests/devstack
 
-test: venv tools test-deps control-plane images lint typecheck
+test: venv tools test-deps cluster-deps lint typecheck
 	$(BIN)/pytest
 
 bench: venv

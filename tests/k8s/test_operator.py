@@ -7,7 +7,6 @@ session's prefork worker; the tests read what kubectl shows.
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,11 +14,11 @@ import pytest
 
 from celery_harder import keys
 from celery_harder_operator.resource import workflow_id
+from tests.support.examples import EXAMPLES, EXPECTED, FINAL_PHASES
 from tests.support.operator_process import OperatorProcess, running_operator
 from tests.support.stack import ApiServer, RedisServer, StackEnv, Worker
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "k8s" / "examples"
-FINAL = {"Succeeded", "Failed", "Cancelled"}
+FINAL = FINAL_PHASES
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +71,6 @@ def events(kube_api, ns: str, name: str) -> list[str]:
         "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}"
     )["items"]
     return [e["reason"] for e in items]
-
-
-EXPECTED = {
-    "chain-example": ("Succeeded", 24),
-    "group-example": ("Succeeded", [0, 2, 4, 6, 8]),
-    "chord-example": ("Succeeded", 90),
-    "nested-example": ("Succeeded", 53),
-    "document-pipeline-example": ("Succeeded", None),
-    "failing-example": ("Failed", None),
-}
 
 
 def test_examples_reach_their_phase_with_the_right_results(

@@ -93,7 +93,8 @@ class Layout:
 
     @property
     def pod_logs(self) -> Path:
-        return self.state / "pod-logs"
+        # Under logs/, so that a failed `up` leaves the containers' output to read.
+        return self.logs / "pods"
 
     @property
     def containerd_state(self) -> Path:

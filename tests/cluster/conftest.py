@@ -1,0 +1,47 @@
+"""T4-local fixtures: the single node on this machine and the chart installed on it.
+
+The node comes from `celery_harder_dev.cluster` (the code behind `make cluster`): if one
+is already running it is used and left running; otherwise the session starts one and
+takes it down at the end, as `make cluster-down` does.
+"""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from celery_harder_dev.cluster import ClusterError, LocalCluster
+from celery_harder_dev.cluster.binaries import Binaries, MissingBinaryError
+from tests.support.release import Release
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """The running node; started here unless it already ran."""
+    cluster = LocalCluster()
+    started = not cluster.running()
+    failure = None
+    try:
+        cluster.up()
+    except (ClusterError, MissingBinaryError) as exc:
+        failure = str(exc)
+    if failure:  # outside the except block: one clear message, no exception chain
+        pytest.fail(failure, pytrace=False)
+    try:
+        yield cluster
+    finally:
+        if started and os.environ.get("CELERY_HARDER_KEEP_CLUSTER") != "1":
+            cluster.down()
+
+
+@pytest.fixture(scope="session")
+def binaries(local_cluster: LocalCluster) -> Binaries:
+    return Binaries.locate()
+
+
+@pytest.fixture(scope="session")
+def release(local_cluster: LocalCluster, binaries: Binaries) -> Release:
+    """The chart with its local-cluster values: every Deployment and StatefulSet Ready."""
+    release = Release(local_cluster, local_cluster.kubectl(binaries), binaries.helm)
+    release.install()
+    return release
