@@ -12,6 +12,7 @@ import pytest
 
 from celery_harder_dev.cluster import ClusterError, LocalCluster
 from celery_harder_dev.cluster.binaries import Binaries, MissingBinaryError
+from tests.cluster.workload import Ledger, task_client
 from tests.support.release import Release
 
 
@@ -45,3 +46,11 @@ def release(local_cluster: LocalCluster, binaries: Binaries) -> Release:
     release = Release(local_cluster, local_cluster.kubectl(binaries), binaries.helm)
     release.install()
     return release
+
+
+@pytest.fixture
+def ledger(release: Release) -> Iterator[Ledger]:
+    """A fresh count of submitted tasks, sent through a client of the release's Redis."""
+    client = task_client(release)
+    yield Ledger(client)
+    client.app.close()
