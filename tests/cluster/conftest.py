@@ -1,8 +1,9 @@
 """T4-local fixtures: the single node on this machine and the chart installed on it.
 
 The node comes from `celery_harder_dev.cluster` (the code behind `make cluster`): if one
-is already running it is used and left running; otherwise the session starts one and
-takes it down at the end, as `make cluster-down` does.
+is already running it is used and left running; otherwise this package's tests start
+one and take it down when they are done, as `make cluster-down` does, so that the
+tiers after it run on a quiet machine.
 """
 
 import os
@@ -16,7 +17,7 @@ from tests.cluster.workload import Ledger, task_client
 from tests.support.release import Release
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_cluster() -> Iterator[LocalCluster]:
     """The running node; started here unless it already ran."""
     cluster = LocalCluster()
@@ -35,12 +36,12 @@ def local_cluster() -> Iterator[LocalCluster]:
             cluster.down()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def binaries(local_cluster: LocalCluster) -> Binaries:
     return Binaries.locate()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def release(local_cluster: LocalCluster, binaries: Binaries) -> Release:
     """The chart with its local-cluster values: every Deployment and StatefulSet Ready."""
     release = Release(local_cluster, local_cluster.kubectl(binaries), binaries.helm)
