@@ -100,24 +100,10 @@ for k in "${SELECTED[@]}"; do
 done
 selected() { printf '%s\n' "${SELECTED[@]}" | grep -qx -- "$1"; }
 
+# shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"
 mkdir -p "$OUT" "$WORK"
-exec 9>"$OUT/.lock"
-if ! flock -n 9; then
-  log "another build-cluster-images run holds $OUT/.lock; waiting for it"
-  flock 9
-fi
-
-# run WHAT CMD...: output to $WORK/WHAT.log; on failure show its tail and die
-run() {
-  local what="$1"; shift
-  local logf="$WORK/${what//[^a-zA-Z0-9._-]/_}.log"
-  if ! "$@" >"$logf" 2>&1; then
-    echo "----- last 40 lines of $logf -----" >&2
-    tail -n 40 "$logf" >&2
-    echo "-----" >&2
-    die "$what failed: $*"
-  fi
-}
+one_at_a_time "$OUT/.lock"
 
 image_id() { buildah inspect --type image --format '{{.FromImageID}}' "$1" 2>/dev/null; }
 image_label() {

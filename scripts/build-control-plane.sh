@@ -52,34 +52,9 @@ die() { printf '[build-control-plane] ERROR: %s\n' "$*" >&2; exit 1; }
 K8S_MINOR="${BASH_REMATCH[1]}"
 STAGING_VERSION="v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]}"
 
-# ---------------------------------------------------------------- Go setup
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "no Go toolchain: put go on PATH or set GO=/path/to/go (Go >= 1.25 is needed for Kubernetes $K8S_VERSION)"
-  fi
-fi
-export GOCACHE="$CACHE_ROOT/go/build"
-export GOMODCACHE="$CACHE_ROOT/go/mod"
-export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
-export GOTOOLCHAIN=local      # never download a toolchain
-export CGO_ENABLED=0
-export GO111MODULE=on
-export GOWORK=off
-unset GOOS GOARCH              # binaries for this host
-
-# run CMD..., with its output in a log; on failure print the log tail and die
-run() {
-  local what="$1"; shift
-  local logf
-  logf="$WORK/$(printf '%s' "$what" | tr -c 'a-zA-Z0-9' '_').log"
-  if ! "$@" >"$logf" 2>&1; then
-    echo "----- last 60 lines of $logf -----" >&2
-    tail -n 60 "$logf" >&2
-    echo "-----" >&2
-    die "$what failed: $*"
-  fi
-}
+# shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"
+go_env  # Kubernetes $K8S_VERSION needs Go >= 1.25
 
 # The Kubernetes binaries, each with the env-var name printed on stdout.
 K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)

@@ -82,42 +82,12 @@ for c in "${SELECTED[@]}"; do
 done
 selected() { printf '%s\n' "${SELECTED[@]}" | grep -qx -- "$1"; }
 
-# ---------------------------------------------------------------- Go setup
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO="$(command -v go)"
-  elif [[ -x /usr/local/go/bin/go ]]; then GO=/usr/local/go/bin/go
-  else die "no Go toolchain: put go on PATH or set GO=/path/to/go"
-  fi
-fi
-export GOCACHE="$CACHE_ROOT/go/build"
-export GOMODCACHE="$CACHE_ROOT/go/mod"
-export GOFLAGS="-mod=mod -trimpath -buildvcs=false"
-export GOTOOLCHAIN=local      # never download a toolchain
-export CGO_ENABLED=0
-export GO111MODULE=on
-export GOWORK=off
-unset GOOS GOARCH              # binaries for this host
+# shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"
+go_env
 GO_VERSION="$("$GO" env GOVERSION)"
-
 mkdir -p "$NODE" "$WORK"
-# one run at a time: two runs would build the same rows into the same places
-exec 9>"$NODE/.lock"
-if ! flock -n 9; then
-  log "another build-node run holds $NODE/.lock; waiting for it"
-  flock 9
-fi
-
-# run WHAT CMD...: output to $WORK/WHAT.log; on failure show its tail and die
-run() {
-  local what="$1"; shift
-  local logf="$WORK/${what//[^a-zA-Z0-9._-]/_}.log"
-  if ! "$@" >"$logf" 2>&1; then
-    echo "----- last 60 lines of $logf -----" >&2
-    tail -n 60 "$logf" >&2
-    echo "-----" >&2
-    die "$what failed: $*"
-  fi
-}
+one_at_a_time "$NODE/.lock"
 
 # timed WHAT CMD...: like run, under /usr/bin/time -v when it exists; logs the
 # wall time and the largest resident set of any one process of CMD

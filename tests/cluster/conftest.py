@@ -8,10 +8,11 @@ tiers after it run on a quiet machine.
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from celery_harder_dev.cluster import ClusterError, LocalCluster
+from celery_harder_dev.cluster import ClusterError, LocalCluster, host
 from celery_harder_dev.cluster.binaries import Binaries, MissingBinaryError
 from tests.cluster.workload import Ledger, task_client
 from tests.support.release import Release
@@ -22,6 +23,7 @@ def local_cluster() -> Iterator[LocalCluster]:
     """The running node; started here unless it already ran."""
     cluster = LocalCluster()
     started = not cluster.running()
+    before = host.HostRecord.capture()
     failure = None
     try:
         cluster.up()
@@ -34,6 +36,10 @@ def local_cluster() -> Iterator[LocalCluster]:
     finally:
         if started and os.environ.get("CELERY_HARDER_KEEP_CLUSTER") != "1":
             cluster.down()
+            # `make cluster-down` leaves the machine as `up` found it.
+            assert host.HostRecord.capture() == before
+            assert not Path(f"/sys/class/net/{cluster.network.bridge}").exists()
+            assert not any(d and d.alive() for d in cluster.daemons().values())
 
 
 @pytest.fixture(scope="package")

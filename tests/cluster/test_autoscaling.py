@@ -47,7 +47,7 @@ def test_workers_scale_from_zero_to_the_maximum_and_back(scaling: Release, ledge
     ledger.submit(seconds=3, count=50, priority=9)
     submitted = time.monotonic()
     try:
-        wait_until(lambda: timeline.sample()[3] > 1, POLLING + HPA_SYNC + 20, 1, "above 1")
+        wait_until(lambda: timeline.sample()[3] > 1, POLLING + HPA_SYNC + 5, 1, "above 1")
         above_one = time.monotonic() - submitted
         wait_until(lambda: timeline.sample()[3] == MAX_REPLICAS, 90, 1, "the maximum")
         at_max = time.monotonic() - submitted

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from celery_harder_dev.cluster import LocalCluster
 from tests.support.examples import EXAMPLES, EXPECTED, FINAL_PHASES
 from tests.support.polling import poll_json, wait_done, wait_until
 from tests.support.release import Release
@@ -26,6 +27,13 @@ def submit(client: httpx.Client, path: str, body: object) -> dict[str, Any]:
 
 def add(*args: int) -> dict[str, Any]:
     return {"task": "add", "args": list(args)}
+
+
+def test_a_second_up_finds_the_node_running(local_cluster: LocalCluster) -> None:
+    pids = {name: d.pid for name, d in local_cluster.daemons().items() if d}
+    assert LocalCluster().up() == local_cluster.layout.kubeconfig
+    assert {name: d.pid for name, d in local_cluster.daemons().items() if d} == pids
+    assert len(pids) == 7
 
 
 def test_every_workload_is_ready_and_no_container_restarted(release: Release) -> None:
