@@ -1,6 +1,6 @@
 """The chart's alert rules, rendered, checked and unit-tested with promtool.
 
-promtool comes from Debian's `prometheus` package (DESIGN.md, tools), installed by
+promtool comes from Debian's `prometheus` package, installed by
 scripts/install-test-deps.sh; without it these tests fail and say so.
 """
 

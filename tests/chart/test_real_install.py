@@ -1,8 +1,9 @@
 """What a first install on a real cluster needs from the render.
 
-Found or expected on the local single-node cluster (DESIGN.md T4-local): KEDA resolves
-the Redis address from its own namespace; images are imported, never pulled; a 2-CPU
-node; Flower's memory; probes on a slow node; every kombu consumer's visibility timeout.
+Found or expected on the local single-node cluster (tier T4-local, docs/architecture.md):
+KEDA resolves the Redis address from its own namespace; images are imported, never
+pulled; a 2-CPU node; Flower's memory; probes on a slow node; every kombu consumer's
+visibility timeout.
 """
 
 import re

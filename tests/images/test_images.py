@@ -1,6 +1,6 @@
 """T3: the three images build from their Dockerfiles and their entrypoints run.
 
-Proof tier T3 (DESIGN.md): images built with ``buildah bud --isolation chroot``
+Proof tier T3 (docs/architecture.md): images built with ``buildah bud --isolation chroot``
 over a local stand-in for ``python:3.11-slim-bookworm`` (scripts/build-images.sh
 says how it differs from the real base); processes started from each image's
 root filesystem with ``buildah run --isolation chroot``. Chroot isolation has no
