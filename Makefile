@@ -26,7 +26,7 @@ $(BIN)/.installed: requirements/constraints.txt requirements/dev.txt $(SERVICES)
 	touch $@
 
 dev: venv
-	$(BIN)/python scripts/dev_stack.py
+	$(BIN)/python -m celery_harder_dev.dev_stack
 
 lint: venv
 	$(BIN)/ruff check services tests scripts bench

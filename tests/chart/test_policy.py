@@ -6,6 +6,8 @@ import re
 import pytest
 import yaml
 
+from celery_harder_dev.queues import queue_keys
+
 from .chartlib import (
     CASE_FILES,
     HELMS,
@@ -297,6 +299,16 @@ def test_priority_list_names_are_escaped_control_characters_in_the_bytes(helm):
         b"celery\x06\x166",
         b"celery\x06\x169",
     ]
+
+
+@pytest.mark.parametrize("helm", sorted(HELMS))
+@pytest.mark.parametrize("queue", ["celery", "documents"])
+def test_the_chart_names_the_queue_keys_as_kombu_does(helm, queue):
+    """The chart's celery-harder.queueKeys and kombu's own constants give the same keys."""
+    render = render_sets(helm, (f"celery.queue={queue}",))
+    (so,) = render.of_kind("ScaledObject")
+    waiting = [t["metadata"]["listName"] for t in so["spec"]["triggers"] if t["name"] != "unacked"]
+    assert waiting == queue_keys(queue)
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))

@@ -63,10 +63,11 @@ def test_deleting_the_redis_pod_loses_nothing_and_revokes_nothing(
     before = worker_restarts(release)
     ledger.submit(seconds=2, count=100)
     wait_until(lambda: any(s == "PROGRESS" for s in ledger.states().values()), 60, 0.5, "running")
-    redis_pod = f"{release.component('redis')}-0"
-    release.kubectl("delete", "pod", "-n", release.namespace, redis_pod, "--wait=false")
+    (old,) = release.pods("redis")
+    name = old["metadata"]["name"]
+    release.kubectl("delete", "pod", "-n", release.namespace, name, "--wait=false")
     seen_503 = wait_until(lambda: _api_status(release) == 503, 60, 0.2, "the API's 503")
-    release.rollout(f"statefulset/{release.component('redis')}")
+    wait_until(lambda: _ready_replacement(release, old), 180, 0.5, "a new Redis pod Ready")
     outage_over = time.monotonic()
     wait_until(lambda: _api_status(release) == 202, 120, 0.5, "the API's 202 again")
     wait_until(lambda: _done_or_none(ledger), 300, 2, "every task done")
@@ -102,6 +103,16 @@ def test_deleting_the_operator_pod_mid_workflow_resumes_and_runs_each_leaf_once(
     runs = ledger.client.results.mget([keys.DELIVERIES + n["taskId"] for n in status["nodes"]])
     assert [int(r or 0) for r in runs] == [1] * 4, "each leaf ran exactly once"
     release.kubectl("delete", "tw", "-n", release.namespace, name)
+
+
+def _ready_replacement(release: Release, old: dict[str, Any]) -> bool:
+    """Whether a Redis pod other than `old` runs and is Ready."""
+    for pod in release.pods("redis"):
+        if pod["metadata"]["uid"] == old["metadata"]["uid"]:
+            continue
+        conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        return conditions.get("Ready") == "True"
+    return False
 
 
 def _phase(release: Release, name: str) -> Any:

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import redis
 
 from celery_harder import keys
-from celery_harder.queues import queue_keys
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
+from celery_harder_dev.queues import queue_keys
 from tests.support.release import Release
 
 QUEUE = "celery"

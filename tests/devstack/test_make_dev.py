@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from celery_harder.local_processes import free_port, wait_until
+from celery_harder_dev.local_processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,8 @@ def test_dev_stack_serves_and_stops_cleanly(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [
                 sys.executable,
-                str(ROOT / "scripts" / "dev_stack.py"),
+                "-m",
+                "celery_harder_dev.dev_stack",
                 "--api-port",
                 str(api_port),
                 "--flower-port",

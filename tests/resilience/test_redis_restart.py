@@ -23,7 +23,10 @@ import pytest
 import redis
 
 from celery_harder.keys import DELIVERIES, STARTED
-from celery_harder.local_processes import (
+from celery_harder.results import READY_STATES, TaskStatus
+from celery_harder.settings import Settings
+from celery_harder.task_client import BrokerUnavailable, TaskClient, create_task_client
+from celery_harder_dev.local_processes import (
     free_port,
     port_open,
     redis_command,
@@ -31,9 +34,6 @@ from celery_harder.local_processes import (
     stop_process,
     wait_until,
 )
-from celery_harder.results import READY_STATES, TaskStatus
-from celery_harder.settings import Settings
-from celery_harder.task_client import BrokerUnavailable, TaskClient, create_task_client
 from tests.support.stack import READY_TIMEOUT, StackEnv, running_api, running_worker
 
 OUTAGE = 5.0  # seconds Redis stays down, as in the report

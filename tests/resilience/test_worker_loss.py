@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from celery_harder.keys import DELIVERIES
-from celery_harder.local_processes import stop_process, wait_until
 from celery_harder.results import TaskStatus
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
+from celery_harder_dev.local_processes import stop_process, wait_until
 from tests.support.stack import RedisServer, StackEnv, running_redis, running_worker, start_worker
 
 

@@ -57,9 +57,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from celery_harder.local_processes import free_port
 from celery_harder_dev.cluster import pki
 from celery_harder_dev.cluster.kubectl import Kubectl, KubectlError
+from celery_harder_dev.local_processes import free_port
 
 __all__ = [
     "DEFAULT_K8S_VERSION",

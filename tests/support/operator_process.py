@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from celery_harder.local_processes import (
+from celery_harder_dev.local_processes import (
     ProcessExited,
     free_port,
     start_process,

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from celery_harder.local_processes import (
+from celery_harder_dev.local_processes import (
     ProcessExited,
     api_command,
     free_port,
@@ -26,7 +26,7 @@ from celery_harder.local_processes import (
     wait_until,
     worker_command,
 )
-from celery_harder.queues import queue_keys
+from celery_harder_dev.queues import queue_keys
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 60.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from celery_harder.local_processes import (
+from celery_harder_dev.local_processes import (
     ProcessExited,
     api_command,
     flower_command,
@@ -97,11 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         flower = f"http://127.0.0.1:{ns.flower_port}"
         wait_http(stack, api + "/readyz", "API")
         wait_http(stack, flower + "/healthcheck", "Flower")
-        wait_until(
-            lambda: (stack.check_alive(), (workdir / "worker.heartbeat").exists())[1],
-            READY_TIMEOUT,
-            "worker",
-        )
+        heartbeat = workdir / "worker.heartbeat"
+
+        def worker_ready() -> bool:
+            stack.check_alive()  # a worker that died fails the wait at once
+            return bool(heartbeat.exists())
+
+        wait_until(worker_ready, READY_TIMEOUT, "worker")
         print(f"celery-harder is up (logs in {workdir}):", flush=True)
         print(f"  API     {api}  (docs {api}/docs)", flush=True)
         print(f"  Flower  {flower}", flush=True)
