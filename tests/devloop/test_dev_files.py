@@ -24,8 +24,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .chartlib import CHART, HELMS, REPO, run_helm
-from .chartlib import helm_binary as chartlib_helm
+from tests.chart.chartlib import CHART, HELMS, REPO, run_helm
+from tests.chart.chartlib import helm_binary as chartlib_helm
 
 KIND_CONFIG = REPO / "kind-config.yaml"
 SKAFFOLD = REPO / "skaffold.yaml"
