@@ -19,11 +19,16 @@ help:
 
 venv: $(BIN)/.installed
 
+# PYTHONWARNINGS reaches pip's build subprocesses: setuptools' pages of warnings about
+# editable installs say nothing a user can act on.
 $(BIN)/.installed: requirements/constraints.txt requirements/dev.txt $(SERVICES)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -r requirements/dev.txt $(EDITABLES)
-	touch $@
+	@echo "venv: $(VENV) ($(PYTHON))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "venv: pip install the pinned dependencies and the five packages (editable)"
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q --upgrade pip
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -c requirements/constraints.txt \
+		-r requirements/dev.txt $(EDITABLES)
+	@touch $@
 
 dev: venv
 	$(BIN)/python -m celery_harder_dev.dev_stack

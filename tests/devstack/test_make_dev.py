@@ -62,6 +62,8 @@ def test_dev_stack_serves_and_stops_cleanly(tmp_path: Path) -> None:
         text = log.read_text()
         assert f"http://127.0.0.1:{api_port}" in text
         assert f"http://127.0.0.1:{flower_port}" in text
+        assert f"(docs http://127.0.0.1:{api_port}/docs)" in text
+        assert f"curl -s -X POST http://127.0.0.1:{api_port}/add" in text
         assert re.search(r"Redis\s+redis://127\.0\.0\.1:\d+/0", text)
         children = descendants(proc.pid)
         assert len(children) >= 4  # redis, worker (+ pool), uvicorn, flower

@@ -60,6 +60,22 @@ def wait_http(stack: Stack, url: str, what: str) -> None:
     wait_until(ok, READY_TIMEOUT, what, interval=0.2)
 
 
+def print_banner(workdir: Path, api: str, flower: str, broker: str) -> None:
+    """Where everything is, and one request to paste."""
+    body = '{"x": 2, "y": 3}'
+    lines = [
+        f"celery-harder is up (logs in {workdir}):",
+        f"  API     {api}  (docs {api}/docs)",
+        f"  Flower  {flower}",
+        f"  Redis   {broker}",
+        "Try:",
+        f"  curl -s -X POST {api}/add -H 'Content-Type: application/json' -d '{body}'",
+        f"  curl -s {api}/result/<task_id>",
+        "Ctrl-C stops everything.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--api-port", type=int, default=8000)
@@ -104,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             return bool(heartbeat.exists())
 
         wait_until(worker_ready, READY_TIMEOUT, "worker")
-        print(f"celery-harder is up (logs in {workdir}):", flush=True)
-        print(f"  API     {api}  (docs {api}/docs)", flush=True)
-        print(f"  Flower  {flower}", flush=True)
-        print(f"  Redis   {broker}", flush=True)
-        print("Ctrl-C stops everything.", flush=True)
+        print_banner(workdir, api, flower, broker)
         while not stopping:
             stack.check_alive()
             time.sleep(0.5)  # supervision tick, not synchronisation
