@@ -211,7 +211,7 @@ def test_worker_command_and_queue(helm, case):
     assert queue == _config(render)["CELERY_HARDER_QUEUE"] == "celery"
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         exec_cmd = pod_spec(_worker(render))["containers"][0][probe]["exec"]["command"]
-        assert exec_cmd[:3] == ["python", "-m", "background.heartbeat"], exec_cmd
+        assert exec_cmd[:3] == ["python", "-m", "background.probe"], exec_cmd
         assert "inspect" not in exec_cmd
 
 

@@ -267,11 +267,11 @@ def test_worker_entrypoint_runs_add_and_shuts_down_warm(
     def heartbeat_ok() -> bool:
         if not proc.alive():
             proc.fail("the worker exited")
-        probe = ["python", "-m", "background.heartbeat", "--max-age", "60"]
+        probe = ["python", "-m", "background.probe", "--max-age", "60"]
         return ctr.exec(probe, env=env, timeout=60).returncode == 0
 
     try:
-        wait_until(heartbeat_ok, 60, interval=1, what="background.heartbeat --max-age 60")
+        wait_until(heartbeat_ok, 60, interval=1, what="background.probe --max-age 60")
     except TimeoutError as exc:
         proc.fail(str(exc))
 

@@ -1,9 +1,12 @@
 """T0: settings and the shared Celery configuration."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from celery_harder import defaults
 from celery_harder.celery_config import celery_config, create_celery_app
 from celery_harder.settings import Settings
 
@@ -54,7 +57,8 @@ def test_worker_registers_every_catalog_task() -> None:
 
 
 def test_heartbeat_freshness(tmp_path: Path) -> None:
-    from background.heartbeat import is_fresh, main, touch  # noqa: PLC0415
+    from background.heartbeat import touch  # noqa: PLC0415
+    from background.probe import is_fresh, main  # noqa: PLC0415
 
     beat = tmp_path / "hb"
     assert not is_fresh(beat, 60)
@@ -63,3 +67,22 @@ def test_heartbeat_freshness(tmp_path: Path) -> None:
     assert not is_fresh(beat, 60, now=beat.stat().st_mtime + 61)
     assert main(["--file", str(beat), "--max-age", "60"]) == 0
     assert main(["--file", str(tmp_path / "missing")]) == 1
+
+
+def test_the_probe_imports_the_standard_library_only(tmp_path: Path) -> None:
+    """kubelet starts it once per probe and period: no Celery, pydantic or settings."""
+    beat = tmp_path / "hb"
+    beat.touch()
+    code = (
+        "import sys, runpy; sys.argv = ['probe', '--file', sys.argv[1]]\n"
+        "try: runpy.run_module('background.probe', run_name='__main__')\n"
+        "except SystemExit as e: rc = e.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('celery', 'kombu', 'pydantic', 'pydantic_settings', 'redis'))\n"
+        "print(rc, heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(beat)], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "0 []"
+    assert Settings().heartbeat_file == Path(defaults.HEARTBEAT_FILE)

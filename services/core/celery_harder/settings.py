@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from celery_harder import defaults
+
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
         5, ge=1, description="Times one task id may start before it is failed instead of rerun."
     )
     heartbeat_file: Path = Field(
-        Path("/tmp/celery-harder/worker.heartbeat"),
+        Path(defaults.HEARTBEAT_FILE),
         description="File the worker touches while it consumes; the liveness probe reads it.",
     )
     heartbeat_interval: float = Field(5.0, gt=0, description="Seconds between heartbeat touches.")

@@ -1,13 +1,10 @@
-"""A heartbeat file touched while the worker consumes, read by the liveness probe.
+"""A heartbeat file touched while the worker consumes, read by the worker's probes.
 
 Probing with `celery inspect ping` imports the whole app and broadcasts on every
-probe; a file's age costs nothing. Run `python -m background.heartbeat --max-age 60`
-as the probe: it exits 0 while the file is fresh.
+probe; a file's age costs nothing. `python -m background.probe --max-age 60` is the
+probe (standard library only): it exits 0 while the file is fresh.
 """
 
-import argparse
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +17,6 @@ def touch(path: Path) -> None:
     """Create or refresh the heartbeat file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
-
-
-def is_fresh(path: Path, max_age: float, now: float | None = None) -> bool:
-    """Whether the heartbeat file exists and was touched within `max_age` seconds."""
-    try:
-        age = (time.time() if now is None else now) - path.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return age <= max_age
 
 
 class HeartbeatStep(bootsteps.StartStopStep):
@@ -56,20 +44,3 @@ class HeartbeatStep(bootsteps.StartStopStep):
         self.path.unlink(missing_ok=True)
 
     shutdown = stop
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Probe entry point: exit 0 if the heartbeat is fresh, 1 otherwise."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--max-age", type=float, default=60.0, help="seconds (default 60)")
-    parser.add_argument("--file", type=Path, default=None, help="heartbeat file to check")
-    ns = parser.parse_args(argv)
-    path = ns.file or get_settings().heartbeat_file
-    if is_fresh(path, ns.max_age):
-        return 0
-    print(f"heartbeat {path} missing or older than {ns.max_age:.0f}s", file=sys.stderr)
-    return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
