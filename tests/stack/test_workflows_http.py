@@ -226,3 +226,45 @@ def test_unknown_workflow_is_404(api: ApiServer) -> None:
         assert client.get("/workflows/nope").status_code == 404
         assert client.delete("/workflows/nope").status_code == 404
         assert client.get("/workflows/nope/events").status_code == 404
+
+
+def sse_lines(
+    api: ApiServer, wid: str, headers: dict[str, str] | None = None, stop_after: int | None = None
+) -> list[str]:
+    """The raw lines of one SSE connection, until the server ends it (or `stop_after` events)."""
+    lines: list[str] = []
+    with httpx.Client(base_url=api.url, timeout=60) as client:  # noqa: SIM117
+        with client.stream("GET", f"/workflows/{wid}/events", headers=headers) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                lines.append(line)
+                events = sum(x.startswith("id: ") for x in lines)
+                if stop_after is not None and events >= stop_after:
+                    break
+    return lines
+
+
+def test_sse_keeps_a_long_wait_alive_with_pings_then_sends_the_end(api: ApiServer) -> None:
+    wid = post(api, "/workflows", {"workflow": {"task": "sleep", "args": [40]}})["id"]
+    lines = sse_lines(api, wid)
+    pings = [i for i, line in enumerate(lines) if line == ": ping"]
+    ids = [i for i, line in enumerate(lines) if line.startswith("id: ")]
+    # Nothing changes for 40 s: a ping every 15 s keeps the connection from looking idle.
+    assert len(pings) >= 2, lines
+    final = json.loads(next(x for x in reversed(lines) if x.startswith("data: "))[6:])
+    assert final["phase"] == "Succeeded"
+    assert ids[-1] > pings[-1], "the final event comes after the pings"
+
+
+def test_sse_reconnect_with_last_event_id_repeats_nothing(api: ApiServer) -> None:
+    spec = {"group": [{"task": "sleep", "args": [s]} for s in (1, 2, 3)]}
+    wid = post(api, "/workflows", {"workflow": spec})["id"]
+    first = sse_lines(api, wid, stop_after=1)
+    (seen,) = [x[4:] for x in first if x.startswith("id: ")]
+    resumed = sse_lines(api, wid, headers={"Last-Event-ID": seen})
+    resumed_ids = [x[4:] for x in resumed if x.startswith("id: ")]
+    assert resumed_ids and seen not in resumed_ids
+    assert len(resumed_ids) == len(set(resumed_ids))
+    # After the end: the last id names the final status, so nothing is sent again.
+    assert [x for x in sse_lines(api, wid, headers={"Last-Event-ID": resumed_ids[-1]}) if x] == []
+    assert len([x for x in sse_lines(api, wid) if x.startswith("id: ")]) == 1

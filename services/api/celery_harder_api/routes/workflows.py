@@ -1,12 +1,13 @@
 """Workflows: the seed's /chain, /group, /chord, the generic /workflows, and /documents."""
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from celery_harder.workflow.engine import Submitted, WorkflowEngine, status_document
 from celery_harder.workflow.status import WorkflowStatus
@@ -131,32 +132,48 @@ async def cancel_workflow(
     return status_document(found)
 
 
-def change_key(doc: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes a status worth sending again: phase, progress, any node's state."""
-    return (doc["phase"], doc["progress"], tuple((n["state"], n["phase"]) for n in doc["nodes"]))
+def change_id(doc: dict[str, Any]) -> str:
+    """An event id derived from what makes a status worth sending: phase, progress, nodes.
+
+    Derived rather than counted, so that a reconnect (Last-Event-ID) is understood by
+    any API replica without keeping state: the status it names is not sent again.
+    """
+    key = [doc["phase"], doc["progress"], [(n["state"], n["phase"]) for n in doc["nodes"]]]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
-@router.get("/workflows/{workflow_id}/events", responses=NOT_FOUND)
-async def workflow_events(
+async def existing_status(
     workflow_id: str, engine: Engine, settings: AppSettings
-) -> StreamingResponse:
-    """Server-Sent Events: one `status` event per change, until the workflow finishes."""
-    first = await read_status(engine, settings, workflow_id)
+) -> WorkflowStatus:
+    """The workflow's status, or 404 before any event is sent."""
+    return await read_status(engine, settings, workflow_id)
 
-    async def stream() -> AsyncIterator[str]:
-        current: WorkflowStatus | None = first
-        last: tuple[Any, ...] | None = None
-        while current is not None:
-            doc = status_document(current)
-            key = change_key(doc)
-            if key != last:
-                last = key
-                yield f"event: status\ndata: {json.dumps(doc)}\n\n"
-            if current.finished:
-                return
-            await asyncio.sleep(settings.workflow_poll_interval)  # the poll period
-            current = await off_loop(engine.status, workflow_id, timeout=settings.redis_timeout + 5)
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+@router.get(
+    "/workflows/{workflow_id}/events", response_class=EventSourceResponse, responses=NOT_FOUND
+)
+async def workflow_events(
+    workflow_id: str,
+    first: Annotated[WorkflowStatus, Depends(existing_status)],
+    engine: Engine,
+    settings: AppSettings,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-Sent Events: one `status` event per change, until the workflow finishes.
+
+    Each event's `id` names the status it carries; a client that reconnects with
+    `Last-Event-ID` gets only what changed since. A `: ping` comment every 15 s keeps
+    proxies with an idle timeout from cutting a stream that waits on a long task.
+    """
+    current: WorkflowStatus | None = first
+    last = last_event_id
+    while current is not None:
+        doc = status_document(current)
+        event_id = change_id(doc)
+        if event_id != last:
+            last = event_id
+            yield ServerSentEvent(data=doc, event="status", id=event_id)
+        if current.finished:
+            return
+        await asyncio.sleep(settings.workflow_poll_interval)  # the poll period
+        current = await off_loop(engine.status, workflow_id, timeout=settings.redis_timeout + 5)
