@@ -46,8 +46,10 @@ def _worker(render):
 
 
 def _worker_command(render):
+    """The worker container's args: the flags added to the image's ENTRYPOINT."""
     (container,) = pod_spec(_worker(render))["containers"]
-    return container["command"]
+    assert "command" not in container, "the image's ENTRYPOINT is the worker's command"
+    return container["args"]
 
 
 def _config(render):
@@ -205,8 +207,8 @@ def test_networkpolicies_select_rendered_pods(helm, case):
 def test_worker_command_and_queue(helm, case):
     render = render_case(helm, case)
     cmd = _worker_command(render)
-    assert cmd[:4] == ["celery", "-A", "background.celery.celery_app", "worker"]
-    assert "--pool=prefork" in cmd and "--hostname=worker@%h" in cmd
+    concurrency = _case_values(case).get("worker", {}).get("concurrency", 2)
+    assert cmd[:3] == [f"--concurrency={concurrency}", "-Q", "celery"]
     queue = cmd[cmd.index("-Q") + 1]
     assert queue == _config(render)["CELERY_HARDER_QUEUE"] == "celery"
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):

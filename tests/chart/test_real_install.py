@@ -200,7 +200,7 @@ def test_local_cluster_values_fit_a_two_cpu_node_with_six_workers(helm):
     assert sum(requests.values()) + workers + system <= 1500, (requests, workers)
     (worker,) = pod_spec(render.get("Deployment", "celery-harder-worker"))["containers"]
     concurrency = int(
-        next(a for a in worker["command"] if a.startswith("--concurrency=")).split("=")[1]
+        next(a for a in worker["args"] if a.startswith("--concurrency=")).split("=")[1]
     )
     assert concurrency == 2
     # the limits still let both prefork processes run at full speed and hold a task's memory

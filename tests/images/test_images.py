@@ -298,7 +298,9 @@ def test_flower_runs_from_the_worker_image(
 ) -> None:
     image = built_images["worker"]
     port = free_port()
-    argv = image_command(image, ["flower", f"--port={port}", "--address=127.0.0.1"])
+    # Flower replaces the worker's ENTRYPOINT, as the chart's Flower Deployment does.
+    argv = ["celery", "-A", "background.celery.celery_app", "flower"]
+    argv += [f"--port={port}", "--address=127.0.0.1"]
     proc = container_factory(image).start(argv, env=redis_env(redis_url))
 
     def healthy() -> bool:

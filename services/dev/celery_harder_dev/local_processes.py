@@ -3,6 +3,7 @@
 Used by `make dev` and by the test fixtures, so both run Redis the same way.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -117,13 +118,27 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     proc.wait()
 
 
-def worker_command(bindir: Path, concurrency: int, hostname: str = "worker@%h") -> list[str]:
-    """A Celery worker as users run it: the seed's app, the prefork pool."""
-    return [
-        str(bindir / "celery"), "-A", "background.celery.celery_app", "worker",
-        "--pool=prefork", f"--concurrency={concurrency}", "--loglevel=INFO",
-        f"--hostname={hostname}",
-    ]  # fmt: skip
+# The worker image's Dockerfile holds the one definition of the worker's command line.
+WORKER_DOCKERFILE = Path(__file__).resolve().parents[2] / "worker" / "Dockerfile"
+
+
+def worker_entrypoint(dockerfile: Path = WORKER_DOCKERFILE) -> list[str]:
+    """The worker image's exec-form ENTRYPOINT: `celery -A ... worker` and its fixed flags."""
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("ENTRYPOINT "):
+            argv = json.loads(line.removeprefix("ENTRYPOINT "))
+            if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
+                return argv
+    raise ValueError(f"{dockerfile}: no exec-form ENTRYPOINT line")
+
+
+def worker_command(bindir: Path, concurrency: int, hostname: str | None = None) -> list[str]:
+    """A Celery worker as the image runs it: this machine's celery, and the flags that differ."""
+    program, *flags = worker_entrypoint()
+    extra = [f"--concurrency={concurrency}"]
+    if hostname:
+        extra.append(f"--hostname={hostname}")  # the last --hostname wins
+    return [str(bindir / program), *flags, *extra]
 
 
 def api_command(bindir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
