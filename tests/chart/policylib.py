@@ -1,0 +1,117 @@
+"""Helpers the chart policy tests share (tests/chart/test_policy_*.py)."""
+
+import json
+import re
+
+import yaml
+
+from .chartlib import CASE_FILES, HELMS, MATRIX, pod_annotations, pod_labels, pod_spec
+
+CASES = [(h, c) for h in sorted(HELMS) for c in MATRIX]
+
+
+SEP = "\x06\x16"
+
+
+def _is_test_hook(obj):
+    return (obj["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+
+
+def _is_hook(obj):
+    """Any Helm hook (the `helm test` pod, the password Job): run to completion, then gone."""
+    return "helm.sh/hook" in (obj["metadata"].get("annotations") or {})
+
+
+def _containers(obj):
+    spec = pod_spec(obj)
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def _case_values(case):
+    return yaml.safe_load(CASE_FILES[case].read_text()) or {}
+
+
+def _worker(render):
+    return render.get("Deployment", "celery-harder-worker")
+
+
+def _worker_command(render):
+    """The worker container's args: the flags added to the image's ENTRYPOINT."""
+    (container,) = pod_spec(_worker(render))["containers"]
+    assert "command" not in container, "the image's ENTRYPOINT is the worker's command"
+    return container["args"]
+
+
+def _config(render):
+    return render.get("ConfigMap", "celery-harder-config")["data"]
+
+
+def generated_secret_specs(render):
+    """name -> spec of the Secrets the password hook Job creates (its SECRETS variable)."""
+    jobs = [j for j in render.of_kind("Job") if j["metadata"]["name"] == "celery-harder-secrets"]
+    if not jobs:
+        return {}
+    (c,) = pod_spec(jobs[0])["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    return {s["name"]: s for s in json.loads(env["SECRETS"])}
+
+
+def worker_broker_host(worker):
+    url = next(
+        e["value"]
+        for e in pod_spec(worker)["containers"][0]["env"]
+        if e["name"] == "CELERY_BROKER_URL"
+    )
+    return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).group(1)
+
+
+def worker_broker_db(worker):
+    url = next(
+        e["value"]
+        for e in pod_spec(worker)["containers"][0]["env"]
+        if e["name"] == "CELERY_BROKER_URL"
+    )
+    return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).group(2)
+
+
+def _checksums(render):
+    return {
+        w["metadata"]["name"]: pod_annotations(w).get("checksum/config")
+        for w in render.workloads()
+        if "checksum/config" in pod_annotations(w)
+    }
+
+
+def _allowed(render, src_labels, src_ns, dest_obj, port):
+    """Minimal NetworkPolicy ingress evaluation (matchLabels only, which is all the chart uses)."""
+    dest_labels = pod_labels(dest_obj)
+    policies = [
+        np
+        for np in render.of_kind("NetworkPolicy")
+        if np["spec"]["podSelector"]["matchLabels"].items() <= dest_labels.items()
+    ]
+    if not policies:
+        return True
+    ns_labels = {"kubernetes.io/metadata.name": src_ns}
+    for np in policies:
+        for rule in np["spec"].get("ingress", []):
+            if rule.get("ports") and port not in [p["port"] for p in rule["ports"]]:
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                pod_ok = (
+                    "podSelector" not in peer
+                    or peer["podSelector"].get("matchLabels", {}).items() <= src_labels.items()
+                )
+                if "namespaceSelector" in peer:
+                    ns_ok = (
+                        peer["namespaceSelector"].get("matchLabels", {}).items()
+                        <= ns_labels.items()
+                    )
+                else:
+                    ns_ok = src_ns == "celery-harder"
+                if pod_ok and ns_ok:
+                    return True
+    return False

@@ -1,0 +1,61 @@
+"""Chart policy, the worker Deployment: its arguments, grace period and PodDisruptionBudget."""
+
+import pytest
+
+from .chartlib import HELMS, pod_labels, pod_spec, render_case, render_sets
+from .policylib import CASES, _case_values, _config, _worker, _worker_command
+
+
+@pytest.mark.parametrize("helm,case", CASES)
+def test_worker_command_and_queue(helm, case):
+    render = render_case(helm, case)
+    cmd = _worker_command(render)
+    concurrency = _case_values(case).get("worker", {}).get("concurrency", 2)
+    assert cmd[:3] == [f"--concurrency={concurrency}", "-Q", "celery"]
+    queue = cmd[cmd.index("-Q") + 1]
+    assert queue == _config(render)["CELERY_HARDER_QUEUE"] == "celery"
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        exec_cmd = pod_spec(_worker(render))["containers"][0][probe]["exec"]["command"]
+        assert exec_cmd[:3] == ["python", "-m", "background.probe"], exec_cmd
+        assert "inspect" not in exec_cmd
+
+
+@pytest.mark.parametrize("helm,case", CASES)
+def test_grace_period_covers_hard_limit_plus_soft_shutdown(helm, case):
+    render = render_case(helm, case)
+    cfg = _config(render)
+    grace = pod_spec(_worker(render))["terminationGracePeriodSeconds"]
+    hard = int(cfg["CELERY_HARDER_TASK_TIME_LIMIT"])
+    soft_shutdown = int(cfg["CELERY_HARDER_SOFT_SHUTDOWN_TIMEOUT"])
+    assert grace >= hard + soft_shutdown
+    assert int(cfg["CELERY_HARDER_VISIBILITY_TIMEOUT"]) > hard + soft_shutdown
+    assert int(cfg["CELERY_HARDER_TASK_SOFT_TIME_LIMIT"]) < hard
+
+
+@pytest.mark.parametrize("helm", sorted(HELMS))
+def test_grace_period_follows_the_time_limits(helm):
+    render = render_sets(
+        helm,
+        (
+            "celery.taskTimeLimit=1200",
+            "celery.taskSoftTimeLimit=1100",
+            "celery.softShutdownTimeout=60",
+        ),
+    )
+    assert pod_spec(_worker(render))["terminationGracePeriodSeconds"] == 1200 + 60 + 30
+    render = render_sets(helm, ("worker.terminationGracePeriodSeconds=900",))
+    assert pod_spec(_worker(render))["terminationGracePeriodSeconds"] == 900
+
+
+@pytest.mark.parametrize("helm,case", CASES)
+def test_pdb_never_blocks_all_evictions(helm, case):
+    render = render_case(helm, case)
+    (pdb,) = render.of_kind("PodDisruptionBudget")
+    spec = pdb["spec"]
+    assert "minAvailable" not in spec
+    max_unavailable = spec["maxUnavailable"]
+    if isinstance(max_unavailable, str):
+        assert max_unavailable.endswith("%") and int(max_unavailable[:-1]) > 0
+    else:
+        assert max_unavailable >= 1
+    assert spec["selector"]["matchLabels"].items() <= pod_labels(_worker(render)).items()
