@@ -56,22 +56,22 @@ def generated_secret_specs(render):
     return {s["name"]: s for s in json.loads(env["SECRETS"])}
 
 
-def worker_broker_host(worker):
+def _worker_broker(worker):
+    """(host:port, database) of the worker's CELERY_BROKER_URL."""
     url = next(
         e["value"]
         for e in pod_spec(worker)["containers"][0]["env"]
         if e["name"] == "CELERY_BROKER_URL"
     )
-    return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).group(1)
+    return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).groups()
+
+
+def worker_broker_host(worker):
+    return _worker_broker(worker)[0]
 
 
 def worker_broker_db(worker):
-    url = next(
-        e["value"]
-        for e in pod_spec(worker)["containers"][0]["env"]
-        if e["name"] == "CELERY_BROKER_URL"
-    )
-    return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).group(2)
+    return _worker_broker(worker)[1]
 
 
 def _checksums(render):
