@@ -78,7 +78,10 @@ def test_deleting_the_redis_pod_loses_nothing_and_revokes_nothing(
     assert seen_503
     assert counts["lost"] == 0 and counts["completed"] == 100, states
     assert "REVOKED" not in states.values()
-    assert worker_restarts(release) == before, "the workers reconnected without a restart"
+    # KEDA may have added workers meanwhile; none of them, old or new, restarted.
+    after = worker_restarts(release)
+    assert {p: after[p] for p in before if p in after} == before
+    assert set(after.values()) == {0}, "the workers reconnected without a restart"
 
 
 def test_deleting_the_operator_pod_mid_workflow_resumes_and_runs_each_leaf_once(

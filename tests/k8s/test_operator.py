@@ -147,7 +147,6 @@ def test_kubectl_delete_cancels_the_run_and_the_resource_goes(
         "status"
     ]
     ids = [n["taskId"] for n in status["nodes"]]
-    never_started = [n["taskId"] for n in status["nodes"] if n["phase"] == "Pending"]
     kube_api.kubectl("delete", "tw", "doomed", "-n", ns, "--wait=false")
     wait_gone(kube_api, ns, "doomed", timeout=30)
     redis = redis_server.client()
@@ -161,7 +160,11 @@ def test_kubectl_delete_cancels_the_run_and_the_resource_goes(
     while not all_revoked():
         assert time.monotonic() < deadline, "leaves were not all revoked"
         time.sleep(0.2)
-    assert never_started and not any(redis.exists(keys.DELIVERIES + t) for t in never_started)
+    # The worker has two processes, each busy for 20 s with a leaf that started; the
+    # cancel marks the rest in Redis, and a marked leaf is refused before it starts.
+    # (Which two started is not read from the status: it lags the worker by a sync.)
+    started = [t for t in ids if redis.exists(keys.DELIVERIES + t)]
+    assert 1 <= len(started) <= 2, started
 
 
 def test_operator_killed_mid_run_resumes_and_every_leaf_runs_once(

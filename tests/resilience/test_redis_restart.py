@@ -367,21 +367,3 @@ def test_api_answers_503_while_redis_is_down_and_recovers_by_itself(
         recovery = time.monotonic() - restarted
         assert api.process.poll() is None and api.process.pid == pid
     print(f"API recovered {recovery:.2f}s after the restart")
-
-
-def test_a_worker_without_its_broker_goes_unready_and_comes_back(
-    restartable: tuple[AofRedis, StackEnv, TaskClient],
-) -> None:
-    """The heartbeat lives only while the consumer holds its queues (airflow#69807)."""
-    server, stack, client = restartable
-    with running_worker(stack, "hb", concurrency=1) as worker:
-        assert worker.heartbeat.exists()
-        server.kill()
-        # The consumer stops on the connection loss; its step removes the heartbeat,
-        # so the readiness probe (python -m background.probe) fails.
-        wait_until(lambda: not worker.heartbeat.exists(), 30, "the heartbeat gone")
-        assert worker.process.poll() is None, "the worker process itself stays up"
-        server.start()
-        wait_until(worker.heartbeat.exists, 60, "the heartbeat back after the reconnect")
-        task_id = client.submit("add", [2, 3])
-        wait_status(client, task_id, lambda s: s.state == "SUCCESS", "add after the restart")
