@@ -1,5 +1,6 @@
 """The node's programs, located by the repo's build scripts (which build what is missing)."""
 
+import functools
 import os
 import subprocess
 from dataclasses import dataclass
@@ -67,6 +68,11 @@ class Binaries:
 
     @classmethod
     def locate(cls) -> "Binaries":
+        """The programs' paths, from the build scripts' first run in this process."""
+        return _located()
+
+    @classmethod
+    def _from_scripts(cls) -> "Binaries":
         """Run the build scripts and collect their paths; each must exist and be executable."""
         found: dict[str, str] = {}
         for script in SCRIPTS:
@@ -95,3 +101,10 @@ class Binaries:
                 raise MissingBinaryError(f"{variable}={path} does not exist")
             paths[field] = path
         return cls(**paths)
+
+
+@functools.cache
+def _located() -> Binaries:
+    # up, down, the kubectl helper and the test fixtures all ask; the scripts, even
+    # warm, run three bash programs, so they run once (a failure is not cached).
+    return Binaries._from_scripts()
