@@ -18,6 +18,8 @@ def test_worker_command_and_queue(helm, case):
         exec_cmd = pod_spec(_worker(render))["containers"][0][probe]["exec"]["command"]
         assert exec_cmd[:3] == ["python", "-m", "background.probe"], exec_cmd
         assert "inspect" not in exec_cmd
+        # Only liveness tolerates a worker that is retrying its broker.
+        assert ("--live" in exec_cmd) == (probe == "livenessProbe"), exec_cmd
 
 
 @pytest.mark.parametrize("helm,case", CASES)

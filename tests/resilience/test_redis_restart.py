@@ -22,6 +22,7 @@ import httpx
 import pytest
 import redis
 
+from background.probe import is_alive, is_fresh, reconnecting_marker
 from celery_harder.keys import DELIVERIES, STARTED
 from celery_harder.results import READY_STATES, TaskStatus
 from celery_harder.settings import Settings
@@ -78,6 +79,11 @@ class AofRedis:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         wait_until(lambda: not port_open(self.port), 10, "redis port closed")
+
+    def pause(self, sig: signal.Signals) -> None:
+        """SIGSTOP (silent: connections stay open, nothing answers) or SIGCONT."""
+        assert self.process is not None
+        os.kill(self.process.pid, sig)
 
     def stop(self) -> None:
         """Stop the current process, if any."""
@@ -278,6 +284,60 @@ def test_redis_restart_loses_nothing_revokes_nothing_runs_nothing_twice(  # noqa
     body_end = wall(during_started.decode()) + DURING
     assert killed_at < body_end < restarted_at, (killed_at, body_end, restarted_at)
     assert wall(during_status.date_done) >= restarted_at - 0.5
+
+
+READY_MAX_AGE = 5.0  # the readiness probe's --max-age here: five beats of 1 s
+LIVE_MAX_AGE = 120.0  # the chart's default liveness --max-age (worker.heartbeatMaxAge)
+
+
+def probes(worker_heartbeat: Path) -> tuple[bool, bool]:
+    """What the worker's readiness and liveness probes would answer now."""
+    return is_fresh(worker_heartbeat, READY_MAX_AGE), is_alive(worker_heartbeat, LIVE_MAX_AGE)
+
+
+@pytest.mark.parametrize("loss", ["killed", "silent"])
+def test_a_worker_without_its_broker_goes_unready_stays_alive_and_comes_back(
+    restartable: tuple[AofRedis, StackEnv, TaskClient], loss: str
+) -> None:
+    """Unready while its broker is gone, whether Celery notices (a killed Redis) or not
+    (a stopped one keeps its connections open), alive meanwhile, ready again after."""
+    server, stack, client = restartable
+    with running_worker(stack, "hb", concurrency=1) as worker:
+        wait_until(lambda: probes(worker.heartbeat) == (True, True), 30, "ready and alive")
+        lost = time.monotonic()
+        server.kill() if loss == "killed" else server.pause(signal.SIGSTOP)
+        seen: set[tuple[bool, bool]] = set()
+
+        def unready() -> bool:
+            seen.add(probes(worker.heartbeat))
+            return not probes(worker.heartbeat)[0]
+
+        wait_until(unready, 30, "the readiness probe failing", interval=0.1)
+        unready_after = time.monotonic() - lost
+        # Watch the probes for a while past the readiness max-age, as the kubelet would:
+        # liveness must hold throughout while the broker is gone.
+        while time.monotonic() - lost < READY_MAX_AGE + 3:
+            seen.add(probes(worker.heartbeat))
+            time.sleep(0.1)  # the sampling period of the watch, not a wait for a state
+        reconnecting = reconnecting_marker(worker.heartbeat).exists()
+        assert worker.process.poll() is None, "the worker process itself stays up"
+        server.start() if loss == "killed" else server.pause(signal.SIGCONT)
+        back = time.monotonic()
+        wait_until(lambda: probes(worker.heartbeat) == (True, True), 60, "ready after the return")
+        ready_after = time.monotonic() - back
+        task_id = client.submit("add", [2, 3])
+        done = wait_status(client, task_id, lambda s: s.state == "SUCCESS", "add afterwards")
+    print(
+        f"broker {loss}: unready after {unready_after:.1f} s, ready again {ready_after:.1f} s "
+        f"after its return; reconnecting marker while down: {reconnecting}"
+    )
+    assert done.result == 5
+    assert (False, False) not in seen, "liveness must not restart a worker waiting for its broker"
+    # Celery notices a killed Redis (the consumer restarts and retries), not a silent one.
+    assert reconnecting == (loss == "killed")
+    # The bound: one failed PING (redis_timeout 2 s) or the consumer's restart, plus
+    # the readiness max-age at worst, plus margin for a loaded machine.
+    assert unready_after < READY_MAX_AGE + 5, unready_after
 
 
 def log_count(worker_log: Path, needle: str) -> int:

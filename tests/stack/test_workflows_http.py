@@ -2,14 +2,17 @@
 
 import json
 import this  # the Zen of Python: a real text that ships with every interpreter
+import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from celery_harder import keys
 from celery_harder.documents import analyse_text, summarise
-from tests.support.polling import poll_json
+from tests.support.polling import poll_json, wait_until
 from tests.support.stack import ApiServer, RedisServer
 
 FINAL = {"Succeeded", "Failed", "Cancelled"}
@@ -268,3 +271,59 @@ def test_sse_reconnect_with_last_event_id_repeats_nothing(api: ApiServer) -> Non
     # After the end: the last id names the final status, so nothing is sent again.
     assert [x for x in sse_lines(api, wid, headers={"Last-Event-ID": resumed_ids[-1]}) if x] == []
     assert len([x for x in sse_lines(api, wid) if x.startswith("id: ")]) == 1
+
+
+class RecordReads:
+    """Redis MONITOR in a thread: when the workflow's record was read (HGETALL)."""
+
+    def __init__(self, redis_server: RedisServer, workflow_id: str) -> None:
+        self.key = keys.WORKFLOW + workflow_id
+        self.times: list[float] = []
+        self.monitor = redis_server.client().monitor()
+        self.monitor.__enter__()
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        try:
+            for entry in self.monitor.listen():
+                if entry["command"].upper() == f"HGETALL {self.key}".upper():
+                    self.times.append(time.monotonic())
+        except (redis.RedisError, OSError, ValueError):
+            return  # the monitor connection was closed: the watch is over
+
+    def between(self, start: float, end: float) -> int:
+        return sum(start <= t < end for t in self.times)
+
+    def close(self) -> None:
+        self.monitor.connection.disconnect()
+        self.thread.join(10)
+
+
+def test_sse_stops_polling_when_the_client_disconnects(
+    api: ApiServer, redis_server: RedisServer
+) -> None:
+    """A client that goes away costs nothing further: its stream's poll loop ends."""
+    wid = post(api, "/workflows", {"workflow": {"task": "sleep", "args": [30]}})["id"]
+    period = 0.5  # CELERY_HARDER_WORKFLOW_POLL_INTERVAL's default, which the API uses here
+    reads = RecordReads(redis_server, wid)
+    try:
+        with httpx.Client(base_url=api.url, timeout=60) as client:  # noqa: SIM117
+            with client.stream("GET", f"/workflows/{wid}/events") as response:
+                assert response.status_code == 200
+                opened = time.monotonic()
+                # Connected: one read of the record per poll period.
+                wait_until(lambda: reads.between(opened, time.monotonic()) >= 4, 30, what="polling")
+        closed = time.monotonic()
+        # Gone: watch a window of eight poll periods (absence can only be shown over
+        # time), after one period of grace for the read in flight at the close.
+        window = (closed + period, closed + 9 * period)
+        wait_until(lambda: time.monotonic() >= window[1], 30, what="the watch window")
+        after = reads.between(*window)
+        during = reads.between(opened, closed)
+    finally:
+        reads.close()
+        with api.client() as client:
+            client.delete(f"/workflows/{wid}", params={"terminate": "true"})
+    assert during >= 4, during
+    assert after == 0, f"the stream kept polling after the client left: {after} reads"

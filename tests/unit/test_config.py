@@ -1,7 +1,9 @@
 """T0: settings and the shared Celery configuration."""
 
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,37 @@ def test_heartbeat_freshness(tmp_path: Path) -> None:
     assert not is_fresh(beat, 60, now=beat.stat().st_mtime + 61)
     assert main(["--file", str(beat), "--max-age", "60"]) == 0
     assert main(["--file", str(tmp_path / "missing")]) == 1
+
+
+def test_the_heartbeat_files_say_ready_alive_or_neither(tmp_path: Path) -> None:
+    from background.heartbeat import HeartbeatFiles  # noqa: PLC0415
+    from background.probe import main  # noqa: PLC0415
+
+    files = HeartbeatFiles(tmp_path / "worker.heartbeat")
+
+    def probes(age: float = 0) -> tuple[bool, bool]:
+        """Readiness (max-age 20) and liveness (max-age 120), `age` seconds after a beat."""
+        if files.heartbeat.exists():
+            beat = time.time() - age
+            os.utime(files.heartbeat, (beat, beat))
+        ready = ["--file", str(files.heartbeat), "--max-age", "20"]
+        live = ["--file", str(files.heartbeat), "--max-age", "120", "--live"]
+        return main(ready) == 0, main(live) == 0
+
+    assert probes() == (False, False)
+    files.consuming()
+    assert probes() == (True, True)
+    # PINGs go unanswered and Celery has not noticed: the file ages.
+    assert probes(age=30) == (False, True)
+    assert probes(age=130) == (False, False)
+    files.consuming()
+    files.lost_connection()  # the consumer restarts and retries its broker
+    assert probes() == (False, True)
+    files.consuming()
+    assert probes() == (True, True) and not files.reconnecting.exists()
+    files.lost_connection()
+    files.clear()
+    assert probes() == (False, False)
 
 
 def test_the_probe_imports_the_standard_library_only(tmp_path: Path) -> None:
