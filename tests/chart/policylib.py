@@ -56,6 +56,13 @@ def generated_secret_specs(render):
     return {s["name"]: s for s in json.loads(env["SECRETS"])}
 
 
+# The chart's broker URL: redis:// or rediss:// (TLS, with its query), an optional ACL user.
+BROKER_URL = re.compile(
+    r"(?P<scheme>rediss?)://(?P<user>[^:@]*):\$\(REDIS_PASSWORD\)@(?P<address>[^/]+)"
+    r"/(?P<db>\d+)(?:\?(?P<query>.*))?$"
+)
+
+
 def _worker_broker(worker):
     """(host:port, database) of the worker's CELERY_BROKER_URL."""
     url = next(
@@ -63,7 +70,7 @@ def _worker_broker(worker):
         for e in pod_spec(worker)["containers"][0]["env"]
         if e["name"] == "CELERY_BROKER_URL"
     )
-    return re.match(r"redis://:\$\(REDIS_PASSWORD\)@([^/]+)/(\d+)$", url).groups()
+    return BROKER_URL.match(url).group("address", "db")
 
 
 def worker_broker_host(worker):

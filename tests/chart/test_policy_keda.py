@@ -46,12 +46,22 @@ def test_scaledobject_counts_the_queue_its_priority_lists_and_work_in_flight(hel
     assert so["spec"]["advanced"]["scalingModifiers"]["target"] == target
     # every trigger authenticates through the TriggerAuthentication that reads the pods' Redis Secret  # noqa: E501
     (ta,) = render.of_kind("TriggerAuthentication")
-    (ref,) = ta["spec"]["secretTargetRef"]
+    refs = {r["parameter"]: r for r in ta["spec"]["secretTargetRef"]}
     redis_env = next(
         e for e in pod_spec(worker)["containers"][0]["env"] if e["name"] == "REDIS_PASSWORD"
     )
-    assert ref["parameter"] == "password"
+    ref = refs.pop("password")
     assert {"name": ref["name"], "key": ref["key"]} == redis_env["valueFrom"]["secretKeyRef"]
+    external = _case_values(case).get("externalRedis", {})
+    tls = external.get("tls", {})
+    if tls.get("enabled"):
+        # KEDA verifies the server with the same CA bundle the pods mount.
+        ca = refs.pop("ca")
+        assert {"name": ca["name"], "key": ca["key"]} == {
+            "name": tls["caSecret"],
+            "key": tls["caSecretKey"],
+        }
+    assert refs == {}, refs
     for t in triggers:
         assert t["type"] == "redis"
         assert t["authenticationRef"]["name"] == ta["metadata"]["name"]
@@ -59,6 +69,8 @@ def test_scaledobject_counts_the_queue_its_priority_lists_and_work_in_flight(hel
         assert t["metadata"]["address"] == host
         assert t["metadata"]["databaseIndex"] == worker_broker_db(worker)
         assert "password" not in t["metadata"] and "passwordFromEnv" not in t["metadata"]
+        assert t["metadata"].get("enableTLS") == ("true" if tls.get("enabled") else None)
+        assert t["metadata"].get("username") == (external.get("username") or None)
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))

@@ -4,6 +4,7 @@ import pytest
 
 from .chartlib import HELMS, pod_annotations, pod_labels, pod_spec, render_case, render_sets
 from .policylib import (
+    BROKER_URL,
     CASES,
     _case_values,
     _checksums,
@@ -190,7 +191,7 @@ def test_broker_urls_carry_the_password_from_the_secret(helm, case):
             if "CELERY_BROKER_URL" not in env:
                 continue
             assert env["CELERY_BROKER_URL"]["value"] == env["CELERY_RESULT_BACKEND"]["value"]
-            assert env["CELERY_BROKER_URL"]["value"].startswith("redis://:$(REDIS_PASSWORD)@")
+            assert BROKER_URL.match(env["CELERY_BROKER_URL"]["value"])
             ref = env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
             existing = values.get("redis", {}).get("auth", {}).get("existingSecret") or values.get(
                 "externalRedis", {}
@@ -208,6 +209,45 @@ def test_broker_urls_carry_the_password_from_the_secret(helm, case):
         worker = _worker(render)
         assert worker_broker_host(worker) == "redis.shared.svc.cluster.local:6380"
         assert worker_broker_db(worker) == "2"
+
+
+def _broker_clients(render):
+    """(workload, container, URL) of every container that talks to Redis as Celery does."""
+    for obj in render.workloads():
+        for c in pod_spec(obj)["containers"]:
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            url = env.get("CELERY_BROKER_URL") or env.get("CE_BROKER_URL")
+            if url:
+                yield obj, c, url
+
+
+@pytest.mark.parametrize("helm,case", CASES)
+def test_every_redis_client_verifies_tls_with_the_mounted_ca_when_asked(helm, case):
+    render = render_case(helm, case)
+    external = _case_values(case).get("externalRedis", {})
+    tls = external.get("tls", {}).get("enabled", False)
+    clients = list(_broker_clients(render))
+    # the API, the worker, Flower, the operator and the exporter
+    assert len({obj["metadata"]["name"] for obj, _, _ in clients}) == 5
+    for obj, container, url in clients:
+        parts = BROKER_URL.match(url)
+        assert parts, url
+        mounts = {m["name"]: m for m in container.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in pod_spec(obj).get("volumes", [])}
+        if not tls:
+            assert parts["scheme"] == "redis" and not parts["query"], url
+            assert "redis-ca" not in mounts and "redis-ca" not in volumes
+            continue
+        assert parts["scheme"] == "rediss"
+        assert parts["user"] == external.get("username", "")
+        query = dict(q.split("=", 1) for q in parts["query"].split("&"))
+        # Always verified: kombu would take a bare rediss:// as CERT_NONE.
+        assert query["ssl_cert_reqs"] == "required"
+        mount = mounts["redis-ca"]
+        assert mount["readOnly"] is True
+        ca_key = external["tls"]["caSecretKey"]
+        assert query["ssl_ca_certs"] == f"{mount['mountPath']}/{ca_key}"
+        assert volumes["redis-ca"]["secret"]["secretName"] == external["tls"]["caSecret"]
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))

@@ -130,9 +130,55 @@ Call with (dict "root" $ "component" "redis").
 {{- toJson (dict "redis-password" ($password | b64enc)) }}
 {{- end }}
 
-{{/* redis:// URL with the password expanded by the kubelet from $(REDIS_PASSWORD). */}}
+{{/* "true" when clients reach Redis over TLS (an external Redis with externalRedis.tls.enabled). */}}
+{{- define "celery-harder.redis.tls" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.tls.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Where client pods find the external Redis' CA bundle; empty without externalRedis.tls.caSecret. */}}
+{{- define "celery-harder.redis.caFile" -}}
+{{- if and (include "celery-harder.redis.tls" .) .Values.externalRedis.tls.caSecret }}
+{{- printf "/etc/celery-harder/redis-ca/%s" .Values.externalRedis.tls.caSecretKey }}
+{{- end }}
+{{- end }}
+
+{{- define "celery-harder.redis.username" -}}
+{{- if not .Values.redis.enabled }}{{ .Values.externalRedis.username }}{{ end }}
+{{- end }}
+
+{{/*
+Broker and result backend URL, the password expanded by the kubelet from
+$(REDIS_PASSWORD). With TLS: rediss://, and the certificate always verified
+(kombu would otherwise default a bare rediss:// to CERT_NONE); the query parameters
+are read alike by kombu, Celery's Redis backend and redis-py.
+*/}}
 {{- define "celery-harder.redis.url" -}}
-{{- printf "redis://:$(REDIS_PASSWORD)@%s:%s/%s" (include "celery-harder.redis.host" .) (include "celery-harder.redis.port" .) (include "celery-harder.redis.database" .) }}
+{{- $tls := include "celery-harder.redis.tls" . }}
+{{- $url := printf "%s://%s:$(REDIS_PASSWORD)@%s:%s/%s" (ternary "rediss" "redis" (eq $tls "true")) (include "celery-harder.redis.username" .) (include "celery-harder.redis.host" .) (include "celery-harder.redis.port" .) (include "celery-harder.redis.database" .) }}
+{{- if $tls }}
+{{- $url = printf "%s?ssl_cert_reqs=required" $url }}
+{{- with include "celery-harder.redis.caFile" . }}
+{{- $url = printf "%s&ssl_ca_certs=%s" $url . }}
+{{- end }}
+{{- end }}
+{{- $url }}
+{{- end }}
+
+{{/* The CA bundle's volume for a client pod, when externalRedis.tls.caSecret is set. */}}
+{{- define "celery-harder.redis.caVolume" -}}
+{{- if include "celery-harder.redis.caFile" . }}
+- name: redis-ca
+  secret:
+    secretName: {{ .Values.externalRedis.tls.caSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "celery-harder.redis.caVolumeMount" -}}
+{{- if include "celery-harder.redis.caFile" . }}
+- name: redis-ca
+  mountPath: /etc/celery-harder/redis-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -348,6 +394,7 @@ seccompProfile:
   emptyDir: {}
 - name: data
   emptyDir: {}
+{{- include "celery-harder.redis.caVolume" . }}
 {{- end }}
 
 {{- define "celery-harder.appVolumeMounts" -}}
@@ -355,6 +402,7 @@ seccompProfile:
   mountPath: /tmp
 - name: data
   mountPath: {{ .Values.celery.dataDir }}
+{{- include "celery-harder.redis.caVolumeMount" . }}
 {{- end }}
 
 {{/* Common pod scheduling fields. Call with the component's values. */}}

