@@ -16,6 +16,7 @@ from celery_harder import keys
 from celery_harder_operator.resource import workflow_id
 from tests.support.examples import EXAMPLES, EXPECTED, FINAL_PHASES
 from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.polling import wait_until
 from tests.support.stack import ApiServer, RedisServer, StackEnv, Worker
 
 FINAL = FINAL_PHASES
@@ -204,6 +205,33 @@ def test_ttl_seconds_after_finished_deletes_the_resource(
     )
     wait_final(kube_api, ns, "brief")
     wait_gone(kube_api, ns, "brief", timeout=30)
+
+
+def timer_runs(operator: OperatorProcess, ns: str, name: str) -> int:
+    """How many times kopf has run the sync timer for one resource (its INFO log line)."""
+    needle = f"[{ns}/{name}] Timer 'sync' succeeded."
+    logs = operator.stack.workdir.glob("operator-*.log")
+    return sum(log.read_text().count(needle) for log in logs)
+
+
+def test_a_finished_workflow_keeps_no_timer(kube_api, operator, kube_namespace) -> None:
+    """The sync timer follows a run and stops at its end, when there is no TTL to keep.
+
+    10,000 finished resources would otherwise cost 5,000 empty wake-ups a second at the
+    default 2 s interval. The test watches the operator's log: ticks while the workflow
+    runs (the control), none in a window of eight intervals once it is final.
+    """
+    ns = kube_namespace
+    kube_api.apply(tw("finite", {"task": "sleep", "args": [2]}), "-n", ns)
+    wait_final(kube_api, ns, "finite")
+    final_at = time.monotonic()
+    interval = 0.5  # CELERY_HARDER_OPERATOR_POLL_INTERVAL in tests/support/operator_process.py
+    # One interval of grace for a tick already under way when the phase became final.
+    wait_until(lambda: time.monotonic() > final_at + interval, 10, what="the grace period")
+    ticks_while_running = timer_runs(operator, ns, "finite")
+    wait_until(lambda: time.monotonic() > final_at + 9 * interval, 30, what="the watch window")
+    assert ticks_while_running >= 2, ticks_while_running
+    assert timer_runs(operator, ns, "finite") == ticks_while_running, "the timer kept running"
 
 
 def test_shutdown_stops_a_running_workflow(kube_api, operator, kube_namespace) -> None:

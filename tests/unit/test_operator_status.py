@@ -2,11 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from celery_harder.workflow.status import NodeStatus, WorkflowStatus
 from celery_harder_operator.status import (
     bounded_nodes,
     build_status,
     event_for_transition,
+    needs_sync,
     status_changes,
     ttl_expired,
     validation_failed_status,
@@ -101,3 +104,23 @@ def test_events_on_final_transitions() -> None:
     assert event_for_transition("Succeeded", done) is None
     timed_out = build_status(workflow("Failed", "Timeout", []), 1, {}, 100)
     assert event_for_transition("Running", timed_out) == ("Warning", "TimedOut")
+
+
+@pytest.mark.parametrize(
+    ("phase", "ttl", "needed"),
+    [
+        (None, None, False),  # the create handler has not dispatched it yet
+        ("Pending", None, True),
+        ("Running", None, True),
+        ("Succeeded", None, False),  # finished for good: no timer at all
+        ("Failed", None, False),
+        ("Cancelled", None, False),
+        ("Succeeded", 60, True),  # finished, with a TTL to enforce
+        ("Failed", 0, True),
+    ],
+)
+def test_the_sync_timer_runs_only_while_it_has_work(
+    phase: str | None, ttl: int | None, needed: bool
+) -> None:
+    status = {} if phase is None else {"phase": phase}
+    assert needs_sync(status, ttl) is needed

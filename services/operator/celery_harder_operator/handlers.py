@@ -122,7 +122,14 @@ def build(current: WorkflowStatus, generation: int, status: kopf.Status) -> dict
     return st.build_status(current, generation, status, get_settings().operator_status_max_nodes)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().operator_poll_interval)
+def wants_sync(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """kopf's filter for the sync timer: it runs only while there is work to do."""
+    return st.needs_sync(status, spec.get("ttlSecondsAfterFinished"))
+
+
+# kopf evaluates `when` on every change of the resource and starts or stops the timer
+# to match: it starts once the create handler writes a phase, and stops at the end.
+@kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().operator_poll_interval, when=wants_sync)
 def sync(
     spec: kopf.Spec,
     meta: kopf.Meta,
@@ -135,10 +142,7 @@ def sync(
     **_: Any,
 ) -> None:
     """Follow a running workflow; shut it down when asked; delete it when its TTL ends."""
-    phase = status.get("phase")
-    if phase is None:
-        return  # not dispatched yet: the create handler owns it
-    if phase in FINAL_PHASES:
+    if status.get("phase") in FINAL_PHASES:
         if st.ttl_expired(status, spec.get("ttlSecondsAfterFinished"), datetime.now(UTC)):
             kopf.event(body, type="Normal", reason="TTLExpired", message="deleting")
             delete_taskworkflow(namespace or "default", name)

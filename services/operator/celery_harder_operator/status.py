@@ -176,6 +176,18 @@ def status_changes(previous: Mapping[str, Any], new: Mapping[str, Any]) -> dict[
     return {key: value for key, value in new.items() if previous.get(key) != value}
 
 
+def needs_sync(status: Mapping[str, Any], ttl_seconds: int | None) -> bool:
+    """Whether the sync timer has work: a dispatched, unfinished run, or a TTL to enforce.
+
+    A finished resource without a TTL needs nothing more, so its timer is not kept:
+    10,000 of them would otherwise cost 5,000 empty wake-ups a second at a 2 s interval.
+    """
+    phase = status.get("phase")
+    if phase is None:
+        return False  # not dispatched yet: the create handler owns it
+    return phase not in FINAL_PHASES or ttl_seconds is not None
+
+
 def ttl_expired(status: Mapping[str, Any], ttl_seconds: int | None, now: datetime) -> bool:
     """Whether a finished resource's ttlSecondsAfterFinished has run out."""
     finished = status.get("finishedAt")
