@@ -31,5 +31,8 @@ def test_exporter_reads_the_broker_with_the_password(helm):
     env = [e["name"] for e in c["env"]]
     assert env.index("REDIS_PASSWORD") < env.index("CE_BROKER_URL")
     assert "--broker-url=$(CE_BROKER_URL)" in c["args"]
+    # loguru would otherwise print the URL, password and all, in every traceback
+    # (tests/cluster/test_no_secrets.py caught it on the local node).
+    assert {"name": "LOGURU_DIAGNOSE", "value": "NO"} in c["env"]
     assert c["ports"][0]["containerPort"] == 9808
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"

@@ -1,8 +1,10 @@
 """T4-local: no credential of the release shows in a TaskWorkflow, an Event or a pod log.
 
-Workflows that succeed, fail and are refused run through the operator pod; then every
-TaskWorkflow's status, every Event of the namespace and the log of every container of
-the release are searched for the Redis and Flower passwords the hook Job generated.
+Workflows that succeed, fail and are refused run through the operator pod, and Redis
+drops every client connection once (the exporter then logs a traceback, which used to
+print the broker URL with its password); then every TaskWorkflow's status, every Event
+of the namespace and the log of every container of the release are searched for the
+Redis and Flower passwords the hook Job generated.
 """
 
 from typing import Any
@@ -60,6 +62,20 @@ def test_no_password_in_statuses_events_or_logs(release: Release) -> None:
         }
     finally:
         release.kubectl("delete", "tw", *WORKFLOWS, "-n", release.namespace, "--wait=false")
+    # The exporter logs a traceback whenever Redis drops its connection: make one happen
+    # here, so that this test does not depend on an earlier one having broken Redis.
+    exporter_pod = release.pods("exporter")[0]["metadata"]["name"]
+
+    def exporter_errors() -> int:
+        log = release.kubectl("logs", "-n", release.namespace, exporter_pod, check=False).stdout
+        return log.count("celery-exporter exception")
+
+    before = exporter_errors()
+    client = release.redis()
+    # The exporter reads task events on a pub/sub connection, the others are normal ones.
+    for kind in ("pubsub", "normal"):
+        client.execute_command("CLIENT", "KILL", "TYPE", kind)
+    wait_until(lambda: exporter_errors() > before, 60, what="a traceback in the exporter's log")
     texts["events"] = release.kubectl("get", "events", "-n", release.namespace, "-o", "json").stdout
     read: set[str] = set()
     for pod in release.pods():
