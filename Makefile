@@ -83,7 +83,7 @@ test: venv tools test-deps load-tools cluster-deps lint typecheck
 bench: venv
 	$(BIN)/python -m bench
 
-# The full reliability suite (about 12 minutes); a short run of it is part of `make test`.
+# The full reliability suite (about 6 minutes); a short run of it is part of `make test`.
 chaos: venv load-tools
 	$(BIN)/python -m celery_harder_dev.chaos --size full --out docs/chaos-results.md
 
