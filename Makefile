@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 SERVICES := $(wildcard services/*/pyproject.toml)
 EDITABLES := $(foreach p,$(SERVICES),-e $(dir $(p)))
 
-.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps control-plane \
-	node-binaries images cluster-images cluster-deps cluster cluster-down bench constraints clean
+.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps load-tools \
+	control-plane node-binaries images cluster-images cluster-deps cluster cluster-down bench \
+	chaos constraints clean
 
 help:
 	@echo "make dev         run Redis, a worker, the API (:8000) and Flower (:5555) in the foreground"
@@ -16,6 +17,7 @@ help:
 	@echo "make cluster     build (cached) and start the single local node with CoreDNS, storage and KEDA"
 	@echo "make cluster-down stop the local node and undo every change it made to this machine"
 	@echo "make bench       run the benchmarks and write bench/results.md"
+	@echo "make chaos       kill workers and Redis under load, soak the API; write docs/chaos-results.md"
 
 venv: $(BIN)/.installed
 
@@ -45,6 +47,9 @@ tools:
 test-deps:
 	bash scripts/install-test-deps.sh
 
+load-tools:
+	bash scripts/install-load-tools.sh
+
 control-plane:
 	bash scripts/build-control-plane.sh
 
@@ -69,14 +74,18 @@ cluster-down: venv
 test-cluster: cluster-deps
 	$(BIN)/pytest tests/cluster
 
-test-fast: lint typecheck
+test-fast: load-tools lint typecheck
 	$(BIN)/pytest tests/unit tests/stack tests/resilience tests/devstack
 
-test: venv tools test-deps cluster-deps lint typecheck
+test: venv tools test-deps load-tools cluster-deps lint typecheck
 	$(BIN)/pytest
 
 bench: venv
 	$(BIN)/python -m bench
+
+# The full reliability suite (about 6 minutes); a short run of it is part of `make test`.
+chaos: venv load-tools
+	$(BIN)/python -m celery_harder_dev.chaos --size full --out docs/chaos-results.md
 
 constraints: venv
 	(echo "# Every Python dependency pinned: make test and the images install with -c this file."; \

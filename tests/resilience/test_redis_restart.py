@@ -8,34 +8,23 @@ without a restart, and the API must answer 503 during the outage and 202 after i
 """
 
 import json
-import os
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from background.probe import is_alive, is_fresh, reconnecting_marker
 from celery_harder.keys import DELIVERIES, STARTED
-from celery_harder.results import READY_STATES, TaskStatus
 from celery_harder.settings import Settings
-from celery_harder.task_client import BrokerUnavailable, TaskClient, create_task_client
-from celery_harder_dev.local_processes import (
-    free_port,
-    port_open,
-    redis_command,
-    start_process,
-    stop_process,
-    wait_until,
-)
-from tests.support.stack import READY_TIMEOUT, StackEnv, running_api, running_worker
+from celery_harder.task_client import TaskClient, create_task_client
+from celery_harder_dev.chaos.counting import count_state, duplicated_tasks, lost_tasks
+from celery_harder_dev.chaos.ledger import status_or_none, wait_status
+from celery_harder_dev.local_processes import wait_until
+from tests.support.stack import AofRedis, StackEnv, aof_redis, running_api, running_worker
 
 OUTAGE = 5.0  # seconds Redis stays down, as in the report
 # Finishes while Redis is down: its last progress report comes at about 2.0 s, then
@@ -51,115 +40,6 @@ N_QUEUED = 4
 # processes (2 s) at most; the rest is margin for a loaded two-core machine.
 RECONNECT_MAX = 4.0
 BOUND = RECONNECT_MAX + LONG + 2 * QUEUED + 10.0
-
-
-@dataclass
-class AofRedis:
-    """A private redis-server with `appendfsync always` that can be killed and restarted."""
-
-    port: int
-    workdir: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start (or restart) on the same port, loading the same append-only file."""
-        cmd = [
-            *redis_command(self.port, self.workdir),
-            "--appendonly", "yes",
-            "--appendfsync", "always",
-        ]  # fmt: skip
-        log = self.workdir / "redis.log"
-        self.process = start_process(cmd, log=log)
-        wait_until(lambda: bool(self.client().ping()), READY_TIMEOUT, "redis-server")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown save, no goodbye to clients."""
-        proc = self.process
-        assert proc is not None
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        wait_until(lambda: not port_open(self.port), 10, "redis port closed")
-
-    def pause(self, sig: signal.Signals) -> None:
-        """SIGSTOP (silent: connections stay open, nothing answers) or SIGCONT."""
-        assert self.process is not None
-        os.kill(self.process.pid, sig)
-
-    def stop(self) -> None:
-        """Stop the current process, if any."""
-        if self.process is not None:
-            stop_process(self.process)
-
-    def url(self) -> str:
-        """Broker and result backend URL (database 0)."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        """A fresh client that gives up quickly while the server is down."""
-        return redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=5)
-
-
-@contextmanager
-def aof_redis(workdir: Path) -> Iterator[AofRedis]:
-    """An AofRedis on a free port in `workdir`, stopped afterwards."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    server = AofRedis(free_port(), workdir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@dataclass
-class Outcome:
-    """What happened to each submitted task."""
-
-    states: dict[str, str] = field(default_factory=dict)
-    deliveries: dict[str, int] = field(default_factory=dict)
-
-    def count(self, state: str) -> int:
-        """Tasks whose last seen state is `state`."""
-        return sum(1 for s in self.states.values() if s == state)
-
-    @property
-    def lost(self) -> list[str]:
-        """Tasks with no final state."""
-        return [t for t, s in self.states.items() if s not in READY_STATES]
-
-    @property
-    def duplicated(self) -> list[str]:
-        """Tasks whose body started more than once."""
-        return [t for t, n in self.deliveries.items() if n > 1]
-
-
-def status_or_none(client: TaskClient, task_id: str) -> TaskStatus | None:
-    """A task's status, or None while Redis cannot be reached."""
-    try:
-        return client.status(task_id)
-    except BrokerUnavailable:
-        return None
-
-
-def wait_status(
-    client: TaskClient,
-    task_id: str,
-    check: Callable[[TaskStatus], bool],
-    what: str,
-    timeout: float = 60,
-) -> TaskStatus:
-    """Poll a task's status until `check` holds."""
-    found: list[TaskStatus] = []
-
-    def reached() -> bool:
-        status = status_or_none(client, task_id)
-        if status is None or not check(status):
-            return False
-        found.append(status)
-        return True
-
-    wait_until(reached, timeout, what, interval=0.02)
-    return found[-1]
 
 
 def wall(iso: str) -> float:
@@ -233,15 +113,15 @@ def test_redis_restart_loses_nothing_revokes_nothing_runs_nothing_twice(  # noqa
         report["api_recovered_after_s"] = round(time.monotonic() - restarted_mono, 2)
 
         submitted = [*running, *queued, *after]
-        outcome = Outcome(states=dict.fromkeys(submitted, "UNKNOWN"))
+        states = dict.fromkeys(submitted, "UNKNOWN")
 
         def all_final() -> bool:
             for task_id in submitted:
                 status = status_or_none(client, task_id)
                 if status is None:
                     return False
-                outcome.states[task_id] = status.state
-            return not outcome.lost
+                states[task_id] = status.state
+            return not lost_tasks(states)
 
         try:
             wait_until(all_final, BOUND, "every task final", interval=0.1)
@@ -249,7 +129,7 @@ def test_redis_restart_loses_nothing_revokes_nothing_runs_nothing_twice(  # noqa
             pass  # counted below as lost
         report["all_final_after_restart_s"] = round(time.monotonic() - restarted_mono, 2)
         r = server.client()
-        outcome.deliveries = {t: int(r.get(DELIVERIES + t) or 0) for t in submitted}
+        deliveries = {t: int(r.get(DELIVERIES + t) or 0) for t in submitted}
         unacked = int(r.hlen("unacked")) + int(r.zcard("unacked_index"))
         consuming = worker.process.poll() is None and worker.process.pid == worker_pid
         during_status = status_or_none(client, during)
@@ -258,21 +138,21 @@ def test_redis_restart_loses_nothing_revokes_nothing_runs_nothing_twice(  # noqa
 
     report.update(
         submitted=len(submitted),
-        success=outcome.count("SUCCESS"),
-        revoked=outcome.count("REVOKED"),
-        failure=outcome.count("FAILURE"),
-        lost=len(outcome.lost),
-        duplicated=len(outcome.duplicated),
+        success=count_state(states, "SUCCESS"),
+        revoked=count_state(states, "REVOKED"),
+        failure=count_state(states, "FAILURE"),
+        lost=len(lost_tasks(states)),
+        duplicated=len(duplicated_tasks(deliveries)),
         unacked_left=unacked,
         bound_s=BOUND,
     )
     print("redis restart:", json.dumps(report))
-    assert outcome.lost == [], (report, log_tail)
-    assert outcome.count("REVOKED") == 0, (report, outcome.states, log_tail)
-    assert outcome.count("SUCCESS") == len(submitted), (report, outcome.states, log_tail)
+    assert lost_tasks(states) == [], (report, log_tail)
+    assert count_state(states, "REVOKED") == 0, (report, states, log_tail)
+    assert count_state(states, "SUCCESS") == len(submitted), (report, states, log_tail)
     # Each task body ran exactly once: at-least-once gave no duplicate here (see
     # celery_config.py for the one window where it would).
-    assert all(n == 1 for n in outcome.deliveries.values()), outcome.deliveries
+    assert all(n == 1 for n in deliveries.values()), deliveries
     # Nothing is left for the visibility timeout to redeliver an hour from now.
     assert unacked == 0, report
     assert consuming, "the worker had to be restarted"

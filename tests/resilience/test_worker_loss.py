@@ -14,6 +14,7 @@ from celery_harder.keys import DELIVERIES
 from celery_harder.results import TaskStatus
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
+from celery_harder_dev.chaos.ledger import wait_status
 from celery_harder_dev.local_processes import stop_process, wait_until
 from tests.support.stack import RedisServer, StackEnv, running_redis, running_worker, start_worker
 
@@ -30,16 +31,9 @@ def private_stack(tmp_path: Path) -> Iterator[tuple[RedisServer, StackEnv, TaskC
 def wait_state(
     client: TaskClient, task_id: str, states: set[str], timeout: float = 60
 ) -> TaskStatus:
-    found: list[TaskStatus] = []
-
-    def reached() -> bool:
-        status = client.status(task_id)
-        assert status is not None
-        found.append(status)
-        return status.state in states
-
-    wait_until(reached, timeout, f"{task_id} in {states}")
-    return found[-1]
+    return wait_status(
+        client, task_id, lambda s: s.state in states, f"{task_id} in {states}", timeout
+    )
 
 
 def test_killed_pool_process_task_is_redelivered_and_completes(private_stack) -> None:

@@ -8,3 +8,5 @@ celery_app = create_celery_app(
     include=["background.task.test_tasks", "background.task.document_tasks"],
 )
 celery_app.steps["consumer"].add(HeartbeatStep)
+# Execute catalog tasks only; Celery's built-in tasks are refused like unknown names.
+celery_app.conf.worker_consumer = "background.catalog_only:CatalogOnlyConsumer"
