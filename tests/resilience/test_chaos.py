@@ -21,6 +21,7 @@ def test_nothing_is_lost(case: Case, tmp_path: Path) -> None:
     assert row.tasks == SHORT.tasks
     assert row.lost == 0, row
     assert row.completed == row.tasks, row
+    assert row.violations == (), row  # e.g. a workflow status that went backwards
 
 
 def test_api_soak_smoke_answers_no_5xx_and_refuses_every_invalid_request(tmp_path: Path) -> None:

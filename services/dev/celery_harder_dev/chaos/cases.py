@@ -10,12 +10,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from celery_harder.settings import Settings
 from celery_harder.task_client import create_task_client
+from celery_harder.workflow.engine import WorkflowEngine
+from celery_harder_dev.chaos.consistency import Sample, status_violations
 from celery_harder_dev.chaos.counting import CaseResult, tally
 from celery_harder_dev.chaos.ledger import Ledger
 from celery_harder_dev.local_processes import stop_process, wait_until
@@ -64,6 +66,8 @@ class CaseRun:
     stack: StackEnv
     ledger: Ledger
     redis: AofRedis
+    # What a case found wrong beyond lost tasks (an inconsistent status): fails the row.
+    violations: list[str] = field(default_factory=list)
 
     def workload(self, long: float | None = None) -> list[str]:
         """Send two long tasks then the queued short ones; the long tasks' ids."""
@@ -87,30 +91,65 @@ def replaced(worker: Worker, pid: int) -> bool:
     return pid not in worker.children()
 
 
+def kill_running(
+    run: CaseRun, worker: Worker, limit: int, observe: Callable[[], object] = lambda: None
+) -> int:
+    """kill -9 the pool process of one running task after another, each task at most once.
+
+    `observe` is called on every poll (the workflow case reads its status there). Stops
+    after `limit` kills, or when every task is final first; returns the number killed.
+    """
+    killed: set[str] = set()
+    found: list[tuple[str, int]] = []
+
+    def victim_found() -> bool:
+        observe()
+        # Each task is killed at most once, so none reaches the redelivery bound.
+        pids = worker.children()
+        running = run.ledger.running().items()
+        found[:] = [(t, p) for t, p in running if t not in killed and p in pids][:1]
+        return bool(found) or run.ledger.all_final()
+
+    while len(killed) < limit:
+        wait_until(victim_found, 60, "a running task to kill")
+        if not found:
+            break  # the stream ended first; the note says how many were killed
+        task_id, pid = found[0]
+        os.kill(pid, signal.SIGKILL)
+        killed.add(task_id)
+        wait_until(partial(replaced, worker, pid), 30, "pool process replaced")
+    return len(killed)
+
+
 def pool_kill(run: CaseRun) -> str:
     """kill -9 of the pool process running a task, again and again over a stream."""
     with running_worker(run.stack, "w1", CONCURRENCY) as worker:
         run.ledger.submit(run.size.stream, run.size.tasks)
-        killed: set[str] = set()
-        found: list[tuple[str, int]] = []
-
-        def victim_found() -> bool:
-            # Each task is killed at most once, so none reaches the redelivery bound.
-            pids = worker.children()
-            running = run.ledger.running().items()
-            found[:] = [(t, p) for t, p in running if t not in killed and p in pids][:1]
-            return bool(found) or run.ledger.all_final()
-
-        while len(killed) < run.size.pool_kills:
-            wait_until(victim_found, 60, "a running task to kill")
-            if not found:
-                break  # the stream ended first; the note says how many were killed
-            task_id, pid = found[0]
-            os.kill(pid, signal.SIGKILL)
-            killed.add(task_id)
-            wait_until(partial(replaced, worker, pid), 30, "pool process replaced")
+        killed = kill_running(run, worker, run.size.pool_kills)
         _, seconds = run.ledger.wait_final(run.size.bound())
-    return f"{len(killed)} pool processes killed mid-task; all final {seconds:.1f} s after"
+    return f"{killed} pool processes killed mid-task; all final {seconds:.1f} s after"
+
+
+def workflow_redelivery(run: CaseRun) -> str:
+    """A group workflow whose running leaves are killed and redelivered; its status is read
+    throughout and must stay consistent (status_violations)."""
+    engine = WorkflowEngine(run.ledger.client)
+    leaf = {"task": "sleep", "args": [run.size.stream]}
+    submitted = engine.submit({"group": [leaf] * run.size.tasks})
+    run.ledger.ids.extend(leaf.task_id for leaf in submitted.leaves)
+    samples: list[Sample] = []
+
+    def observe() -> bool:
+        status = engine.status(submitted.id)
+        if status is not None:
+            samples.append(Sample(status.phase, dict(status.counts)))
+        return status is not None and status.finished
+
+    with running_worker(run.stack, "w1", CONCURRENCY) as worker:
+        killed = kill_running(run, worker, run.size.pool_kills, observe)
+        wait_until(observe, run.size.bound(), "the workflow final", interval=0.1)
+    run.violations.extend(status_violations(samples, run.size.tasks, "Succeeded"))
+    return f"{killed} leaves killed mid-run; {len(samples)} status reads, last {samples[-1].phase}"
 
 
 def main_kill(run: CaseRun) -> str:
@@ -193,6 +232,11 @@ CASES = (
     Case("sigquit", "worker: SIGQUIT after a 1 s soft shutdown", shutdown(signal.SIGQUIT, 1.0)),
     Case("redis-kill", "Redis: kill -9 and restart (AOF, appendfsync always)", redis_kill),
     Case("connection-drop", "Redis: every client connection dropped, Redis up", connection_drop),
+    Case(
+        "workflow-redelivery",
+        "workflow: group leaves killed mid-run and redelivered, status read throughout",
+        workflow_redelivery,
+    ),
 )
 
 
@@ -205,6 +249,7 @@ def run_case(case: Case, size: Size, workdir: Path) -> CaseResult:
         try:
             run = CaseRun(size, stack, Ledger(client), server)
             note = case.run(run)
-            return tally(case.label, run.ledger.states(), run.ledger.starts(), note)
+            states, starts = run.ledger.states(), run.ledger.starts()
+            return tally(case.label, states, starts, note, violations=run.violations)
         finally:
             client.app.close()

@@ -1,6 +1,6 @@
 """Pure counting of what became of a chaos case's tasks, and the table that reports it."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from celery_harder.results import FAILURE, READY_STATES, REVOKED, SUCCESS
@@ -33,21 +33,27 @@ class CaseResult:
     lost: int
     duplicated: int
     note: str = ""
+    violations: tuple[str, ...] = ()  # e.g. a workflow status that went backwards
 
     @property
     def held(self) -> bool:
-        """Nothing lost and every task completed."""
-        return self.lost == 0 and self.completed == self.tasks
+        """Nothing lost, every task completed, nothing inconsistent."""
+        return self.lost == 0 and self.completed == self.tasks and not self.violations
 
 
 def tally(
-    case: str, states: Mapping[str, str], starts: Mapping[str, int], note: str = ""
+    case: str,
+    states: Mapping[str, str],
+    starts: Mapping[str, int],
+    note: str = "",
+    violations: Sequence[str] = (),
 ) -> CaseResult:
     """The row for `case` from each task's last state and its number of body starts."""
     failed = count_state(states, FAILURE)
     notes = [note] if note else []
     if failed:
         notes.append(f"{failed} FAILURE")  # final, so not lost, but not completed either
+    notes += [f"INCONSISTENT: {v}" for v in violations]
     return CaseResult(
         case=case,
         tasks=len(states),
@@ -55,6 +61,7 @@ def tally(
         lost=len(lost_tasks(states)),
         duplicated=len(duplicated_tasks({t: starts.get(t, 0) for t in states})),
         note="; ".join(notes),
+        violations=tuple(violations),
     )
 
 
