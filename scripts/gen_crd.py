@@ -1,8 +1,12 @@
-"""Generate the TaskWorkflow CRD, the one source of charts/celery-harder/crds/.
+"""Generate the TaskWorkflow and CronTaskWorkflow CRDs, the one source of charts/celery-harder/crds/.
 
     python scripts/gen_crd.py > charts/celery-harder/crds/taskworkflows.celery-harder.io.yaml
+    python scripts/gen_crd.py crontaskworkflows \
+        > charts/celery-harder/crds/crontaskworkflows.celery-harder.io.yaml
 
-tests/k8s/test_crd.py checks that the committed file is this script's output.
+A CronTaskWorkflow's workflowTemplate.spec is the TaskWorkflow spec schema built by the
+same function, so the two cannot drift apart. tests/k8s/test_crd.py and
+tests/k8s/test_cron_crd.py check that the committed files are this script's output.
 """
 
 import sys
@@ -98,18 +102,28 @@ def node(level: int) -> dict:
     }
 
 
-workflow = node(1)
-workflow["description"] = (
-    "The workflow to run: a Node (task, chain, group or chord). Required; immutable "
-    f"after creation. The API server checks the first {DEPTH} levels; the operator checks the rest."
-)
-workflow["x-kubernetes-validations"].append(
-    {
-        "rule": "self == oldSelf",
-        "message": "spec.workflow is immutable; create a new TaskWorkflow instead",
-        "reason": "FieldValueForbidden",
-    }
-)
+def workflow_schema(immutable: bool) -> dict:
+    """spec.workflow: immutable in a TaskWorkflow, editable in a template (new runs take it)."""
+    workflow = node(1)
+    checks = f"The API server checks the first {DEPTH} levels; the operator checks the rest."
+    if not immutable:
+        workflow["description"] = (
+            "The workflow each run runs: a Node (task, chain, group or chord). Required; "
+            "an edit applies to the runs started after it. " + checks
+        )
+        return workflow
+    workflow["description"] = (
+        "The workflow to run: a Node (task, chain, group or chord). Required; immutable "
+        "after creation. " + checks
+    )
+    workflow["x-kubernetes-validations"].append(
+        {
+            "rule": "self == oldSelf",
+            "message": "spec.workflow is immutable; create a new TaskWorkflow instead",
+            "reason": "FieldValueForbidden",
+        }
+    )
+    return workflow
 
 
 def short(n: int, d: str) -> dict:
@@ -122,6 +136,29 @@ def dt(d: str) -> dict:
 
 def cnt(d: str) -> dict:
     return {"type": "integer", "format": "int32", "minimum": 0, "description": d}
+
+
+def conditions(description: str, kind: str = "Succeeded", reasons: str = "Running, Succeeded, Failed, Cancelled, Timeout") -> dict:
+    """The standard conditions list (keyed by type), as both resources write it."""
+    return {
+        "type": "array",
+        "description": description,
+        "maxItems": 16,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status"],
+            "properties": {
+                "type": short(316, f"Condition type, e.g. {kind}."),
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "reason": short(1024, f"CamelCase reason, e.g. {reasons}."),
+                "message": short(32768, "Human-readable detail."),
+                "lastTransitionTime": dt("When status last changed."),
+                "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+            },
+        },
+    }
 
 
 status = {
@@ -153,28 +190,9 @@ status = {
             "x-kubernetes-preserve-unknown-fields": True,
             "description": "Result of the workflow (the last node's return value), when it succeeded.",
         },
-        "conditions": {
-            "type": "array",
-            "description": "Standard conditions; Succeeded is Unknown while running, True or False at the end.",
-            "maxItems": 16,
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-            "items": {
-                "type": "object",
-                "required": ["type", "status"],
-                "properties": {
-                    "type": short(316, "Condition type, e.g. Succeeded."),
-                    "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-                    "reason": short(
-                        1024,
-                        "CamelCase reason, e.g. Running, Succeeded, Failed, Cancelled, Timeout.",
-                    ),
-                    "message": short(32768, "Human-readable detail."),
-                    "lastTransitionTime": dt("When status last changed."),
-                    "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
-                },
-            },
-        },
+        "conditions": conditions(
+            "Standard conditions; Succeeded is Unknown while running, True or False at the end."
+        ),
         "nodes": {
             "type": "array",
             "description": "Per-leaf state, at most 100 entries (see nodesTruncated).",
@@ -215,34 +233,37 @@ status = {
     },
 }
 
-spec = {
-    "type": "object",
-    "description": "What to run.",
-    "required": ["workflow"],
-    "properties": {
-        "workflow": workflow,
-        "timeoutSeconds": {
-            "type": "integer",
-            "format": "int64",
-            "minimum": 1,
-            "description": "Fail the workflow (and cancel its unfinished leaves) after this many seconds. Optional.",
+def taskworkflow_spec(immutable: bool = True) -> dict:
+    """A TaskWorkflow's spec schema; a CronTaskWorkflow's template holds the same one."""
+    return {
+        "type": "object",
+        "description": "What to run.",
+        "required": ["workflow"],
+        "properties": {
+            "workflow": workflow_schema(immutable),
+            "timeoutSeconds": {
+                "type": "integer",
+                "format": "int64",
+                "minimum": 1,
+                "description": "Fail the workflow (and cancel its unfinished leaves) after this many seconds. Optional.",
+            },
+            "ttlSecondsAfterFinished": {
+                "type": "integer",
+                "format": "int64",
+                "minimum": 0,
+                "description": "Delete the resource this many seconds after it finished. Optional; kept forever when unset.",
+            },
+            # Argo's convention: Celery cannot pause a canvas and resume it later, so a
+            # suspend flag would promise what it cannot keep; shutdown says what happens.
+            "shutdown": {
+                "type": "string",
+                "enum": ["Stop", "Terminate"],
+                "description": "Stop a running workflow: Stop lets running tasks finish and starts "
+                "nothing more; Terminate also kills running tasks. Ends as Cancelled.",
+            },
         },
-        "ttlSecondsAfterFinished": {
-            "type": "integer",
-            "format": "int64",
-            "minimum": 0,
-            "description": "Delete the resource this many seconds after it finished. Optional; kept forever when unset.",
-        },
-        # Argo's convention: Celery cannot pause a canvas and resume it later, so a
-        # suspend flag would promise what it cannot keep; shutdown says what happens.
-        "shutdown": {
-            "type": "string",
-            "enum": ["Stop", "Terminate"],
-            "description": "Stop a running workflow: Stop lets running tasks finish and starts "
-            "nothing more; Terminate also kills running tasks. Ends as Cancelled.",
-        },
-    },
-}
+    }
+
 
 crd = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -316,7 +337,7 @@ crd = {
                             "apiVersion": {"type": "string"},
                             "kind": {"type": "string"},
                             "metadata": {"type": "object"},
-                            "spec": spec,
+                            "spec": taskworkflow_spec(),
                             "status": status,
                         },
                     }
@@ -333,12 +354,232 @@ class D(yaml.SafeDumper):
 
 
 D.add_representer(str, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s))
-header = (
+TW_HEADER = (
     "# TaskWorkflow CRD: the one source (Helm installs it from crds/; tests apply it to a real kube-apiserver).\n"
     "# Schemas cannot recurse: spec.workflow is checked structurally for 3 levels of nesting, deeper nodes\n"
     "# are kept as-is (x-kubernetes-preserve-unknown-fields) and validated by the operator.\n"
     "# Every list and string is bounded so that the CEL rules fit the API server's cost budget.\n"
 )
-sys.stdout.write(
-    header + "---\n" + yaml.dump(crd, Dumper=D, sort_keys=False, width=120, allow_unicode=True)
+
+# ------------------------------------------------------------ CronTaskWorkflow
+
+CRON_NAME_MAX = 52  # CronJob's bound: the name, "-" and the minutes since the epoch fit in 63
+# Label keys and values are short by Kubernetes' rules; a bound keeps the CEL cost low too.
+string_map = {
+    "type": "object",
+    "maxProperties": 64,
+    "additionalProperties": {"type": "string", "maxLength": 4096},
+}
+
+
+def int_field(fmt: str, minimum: int, d: str, default: int | None = None) -> dict:
+    field = {"type": "integer", "format": fmt, "minimum": minimum, "description": d}
+    if default is not None:
+        field["default"] = default
+    return field
+
+
+template_spec = taskworkflow_spec(immutable=False)
+template_spec["description"] = "The TaskWorkflow spec of every run (the same schema as a TaskWorkflow's spec)."
+template_spec["x-kubernetes-validations"] = [
+    {
+        "rule": "!has(self.shutdown)",
+        "message": "workflowTemplate.spec.shutdown would stop every run at its start; set it on a run instead",
+        "reason": "FieldValueForbidden",
+    }
+]
+
+cron_spec = {
+    "type": "object",
+    "description": "When to run, and what.",
+    "required": ["schedule", "workflowTemplate"],
+    "properties": {
+        "schedule": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": 'Cron schedule, five fields (minute hour day-of-month month day-of-week, e.g. "*/5 * * * *") '
+            "or @hourly, @daily, @weekly, @monthly, @yearly. Checked by the operator: a bad one sets Ready False "
+            "with reason ValidationFailed.",
+        },
+        "timeZone": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "default": "UTC",
+            "description": "IANA time zone the schedule is read in (e.g. Europe/Berlin). Default UTC.",
+        },
+        "concurrencyPolicy": {
+            "type": "string",
+            "enum": ["Allow", "Forbid", "Replace"],
+            "default": "Allow",
+            "description": "When a run is due while another is still running: Allow starts it beside, Forbid "
+            "skips it, Replace stops the running one (shutdown: Terminate) and starts the new one.",
+        },
+        "startingDeadlineSeconds": int_field(
+            "int64", 1, "A run that cannot start within this many seconds of its time is counted as missed. "
+            "Optional; without it a late run (after downtime, suspension or Forbid) starts however late.",
+        ),
+        "suspend": {
+            "type": "boolean",
+            "default": False,
+            "description": "True stops new runs; running ones go on. Times that pass meanwhile count as missed "
+            "(the latest may start on resume, as with a CronJob).",
+        },
+        "successfulRunsHistoryLimit": int_field("int32", 0, "Succeeded runs to keep.", 3),
+        "failedRunsHistoryLimit": int_field("int32", 0, "Failed or Cancelled runs to keep.", 1),
+        "workflowTemplate": {
+            "type": "object",
+            "description": "The TaskWorkflow each run is made from.",
+            "required": ["spec"],
+            "properties": {
+                "metadata": {
+                    "type": "object",
+                    "description": "Labels and annotations every run gets.",
+                    "properties": {"labels": string_map, "annotations": string_map},
+                },
+                "spec": template_spec,
+            },
+        },
+    },
+}
+
+cron_status = {
+    "type": "object",
+    "description": "Observed state, written by the operator through the status subresource.",
+    "properties": {
+        "lastScheduleTime": dt("The scheduled time of the last run started."),
+        "lastSuccessfulTime": dt("When the last run that succeeded finished."),
+        "lastMissedTime": dt("The last scheduled time that got no run."),
+        "nextScheduleTime": dt("The next scheduled time (unset while suspended or invalid)."),
+        "missedRuns": {
+            "type": "integer",
+            "format": "int64",
+            "minimum": 0,
+            "description": "Scheduled times that got no run: downtime, suspension, Forbid, the starting deadline.",
+        },
+        "active": {
+            "type": "array",
+            "description": "The runs not finished yet, newest last (at most 100; activeCount counts all).",
+            "maxItems": 100,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "apiVersion": short(253, "API version of the run."),
+                    "kind": short(63, "TaskWorkflow."),
+                    "name": short(253, "Name of the run."),
+                    "namespace": short(63, "Namespace of the run."),
+                    "uid": short(64, "uid of the run."),
+                    "scheduledTime": dt("The time the run was scheduled for."),
+                },
+            },
+        },
+        "activeCount": cnt("Runs not finished yet."),
+        "observedGeneration": {
+            "type": "integer",
+            "format": "int64",
+            "description": "metadata.generation this status was computed for.",
+        },
+        "conditions": conditions(
+            "Standard conditions: Ready is True while runs are scheduled, False when suspended or invalid.",
+            "Ready",
+            "Scheduled, Waiting, Suspended, ValidationFailed",
+        ),
+    },
+}
+
+
+def column(name: str, kind: str, path: str, d: str | None = None, priority: int = 0) -> dict:
+    col = {"name": name, "type": kind, "jsonPath": path}
+    if d:
+        col["description"] = d
+    if priority:
+        col["priority"] = priority
+    return col
+
+
+cron_crd = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {
+        "name": "crontaskworkflows.celery-harder.io",
+        "labels": {"app.kubernetes.io/name": "celery-harder", "app.kubernetes.io/component": "crd"},
+    },
+    "spec": {
+        "group": "celery-harder.io",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "CronTaskWorkflow",
+            "listKind": "CronTaskWorkflowList",
+            "plural": "crontaskworkflows",
+            "singular": "crontaskworkflow",
+            "shortNames": ["ctw"],
+            "categories": ["celery-harder"],
+        },
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    column("Schedule", "string", ".spec.schedule", "Cron schedule."),
+                    column("Timezone", "string", ".spec.timeZone", "Time zone of the schedule.", 1),
+                    column("Suspend", "boolean", ".spec.suspend", "Whether new runs are stopped."),
+                    column("Active", "integer", ".status.activeCount", "Runs not finished yet."),
+                    column("Last Schedule", "date", ".status.lastScheduleTime", "Scheduled time of the last run."),
+                    column("Age", "date", ".metadata.creationTimestamp"),
+                    column("Next Schedule", "string", ".status.nextScheduleTime", "Next scheduled time.", 1),
+                    column("Missed", "integer", ".status.missedRuns", "Scheduled times that got no run.", 1),
+                    column("Concurrency", "string", ".spec.concurrencyPolicy", "Concurrency policy.", 1),
+                ],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "description": "CronTaskWorkflow starts a TaskWorkflow on a cron schedule, as a CronJob starts Jobs.",
+                        "required": ["spec"],
+                        "properties": {
+                            "apiVersion": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "metadata": {"type": "object"},
+                            "spec": cron_spec,
+                            "status": cron_status,
+                        },
+                        "x-kubernetes-validations": [
+                            {
+                                "rule": f"self.metadata.name.size() <= {CRON_NAME_MAX}",
+                                "message": f"a CronTaskWorkflow name has at most {CRON_NAME_MAX} characters "
+                                "(its runs add the scheduled minute)",
+                                "reason": "FieldValueInvalid",
+                            }
+                        ],
+                    }
+                },
+            }
+        ],
+    },
+}
+CRON_HEADER = (
+    "# CronTaskWorkflow CRD: the one source (Helm installs it from crds/; tests apply it to a real kube-apiserver).\n"
+    "# spec.workflowTemplate.spec is the TaskWorkflow spec schema, generated by the same code as that CRD's.\n"
+    "# The schedule and time zone are checked by the operator (a bad one sets Ready False / ValidationFailed).\n"
 )
+
+CRDS = {"taskworkflows": (TW_HEADER, crd), "crontaskworkflows": (CRON_HEADER, cron_crd)}
+
+
+def main(argv: list[str]) -> int:
+    """Write one CRD to stdout: taskworkflows (the default) or crontaskworkflows."""
+    which = argv[0] if argv else "taskworkflows"
+    if which not in CRDS or len(argv) > 1:
+        sys.stderr.write(f"usage: gen_crd.py [{'|'.join(CRDS)}]\n")
+        return 2
+    header, body = CRDS[which]
+    sys.stdout.write(
+        header + "---\n" + yaml.dump(body, Dumper=D, sort_keys=False, width=120, allow_unicode=True)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

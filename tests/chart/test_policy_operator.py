@@ -15,20 +15,29 @@ def test_operator_rbac_is_minimal(helm):
         for g in rule["apiGroups"]
         for r in rule["resources"]
     }
+    # create: a CronTaskWorkflow's runs; delete: TTLs and history limits.
     assert rules[("celery-harder.io", "taskworkflows")] == {
         "get",
         "list",
         "watch",
+        "create",
         "patch",
         "delete",
     }
     assert rules[("celery-harder.io", "taskworkflows/status")] == {"get", "patch", "update"}
+    # CronTaskWorkflows are never created or deleted by the operator, only watched and patched.
+    assert rules[("celery-harder.io", "crontaskworkflows")] == {"get", "list", "watch", "patch"}
+    assert rules[("celery-harder.io", "crontaskworkflows/status")] == {"get", "patch", "update"}
+    # blockOwnerDeletion on a run's owner reference, under OwnerReferencesPermissionEnforcement
+    assert rules[("celery-harder.io", "crontaskworkflows/finalizers")] == {"update"}
+    assert not any("create" in v for k, v in rules.items() if k[0] == "celery-harder.io"
+                   and k[1] != "taskworkflows")  # fmt: skip
     assert {"list", "watch"} <= rules[("apiextensions.k8s.io", "customresourcedefinitions")]
     assert {"list", "watch"} <= rules[("", "namespaces")]
     assert "create" in rules[("", "events")]
     assert not any("kopfpeerings" in r for _, r in rules), "--standalone needs no peering rights"
     assert all("*" not in v for v in rules.values()) and all("*" not in k[1] for k in rules)
-    # delete only where ttlSecondsAfterFinished needs it: the operator's own resource.
+    # delete only where ttlSecondsAfterFinished and history limits need it: TaskWorkflows.
     assert not any(
         v & {"delete", "deletecollection", "escalate", "bind", "impersonate"}
         for k, v in rules.items()

@@ -35,6 +35,8 @@ def test_schema_rejects_a_typo(helm, typo, where):
         ("celery.queue=a\\,b", "queue"),
         ("keda.minReplicaCount=-1", "minReplicaCount"),
         ("worker.pdb.maxUnavailable=0", "maxUnavailable"),
+        # test-only settings (the operator's stopped clock) cannot come from the chart
+        ("celery.extraEnv.CELERY_HARDER_OPERATOR_CLOCK_FILE_FOR_TESTS=/tmp/t", "FOR_TESTS"),
     ],
 )
 def test_schema_rejects_bad_values(helm, bad, expect):

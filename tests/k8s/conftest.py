@@ -14,15 +14,19 @@ import pytest
 
 from tests.support.kube import REPO_ROOT
 
-CRD_PATH = REPO_ROOT / "charts" / "celery-harder" / "crds" / "taskworkflows.celery-harder.io.yaml"
+CRDS = REPO_ROOT / "charts" / "celery-harder" / "crds"
+CRD_PATH = CRDS / "taskworkflows.celery-harder.io.yaml"
 CRD_NAME = "taskworkflows.celery-harder.io"
+CRON_CRD_PATH = CRDS / "crontaskworkflows.celery-harder.io.yaml"
+CRON_CRD_NAME = "crontaskworkflows.celery-harder.io"
 
 
 @pytest.fixture(scope="session")
 def taskworkflow_crd(kube_api) -> Path:
-    """The TaskWorkflow CRD from the chart, applied and Established."""
-    kube_api.kubectl("apply", "-f", str(CRD_PATH))
-    kube_api.wait_for_crd(CRD_NAME)
+    """The chart's CRDs, TaskWorkflow and CronTaskWorkflow (the operator serves both)."""
+    for path, name in ((CRD_PATH, CRD_NAME), (CRON_CRD_PATH, CRON_CRD_NAME)):
+        kube_api.kubectl("apply", "-f", str(path))
+        kube_api.wait_for_crd(name)
     return CRD_PATH
 
 

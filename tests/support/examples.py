@@ -1,4 +1,4 @@
-"""The example TaskWorkflows in k8s/examples/ and what each one must end with."""
+"""The examples in k8s/examples/ (and its schedules/ folder) and what each one must end with."""
 
 from pathlib import Path
 
@@ -13,3 +13,8 @@ EXPECTED = {
     "document-pipeline-example": ("Succeeded", None),
     "failing-example": ("Failed", None),
 }
+
+# k8s/examples/schedules/: CronTaskWorkflows, a folder of their own so that applying
+# k8s/examples/ (not recursive) starts no schedule. name -> the result of each run.
+SCHEDULE_EXAMPLES = EXAMPLES / "schedules"
+SCHEDULE_EXPECTED = {"every-five-minutes-example": 6}

@@ -68,8 +68,10 @@ class OperatorProcess:
 
 
 @contextmanager
-def running_operator(stack: StackEnv, kube_env: dict[str, str]) -> Iterator[OperatorProcess]:
-    operator = OperatorProcess(stack, kube_env)
+def running_operator(
+    stack: StackEnv, kube_env: dict[str, str], env: dict[str, str] | None = None
+) -> Iterator[OperatorProcess]:
+    operator = OperatorProcess(stack, kube_env, env_extra=dict(env or {}))
     operator.start()
     try:
         yield operator

@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     operator_status_max_nodes: int = Field(
         100, ge=0, le=100, description="Most nodes a TaskWorkflow status lists; counts stay whole."
     )
+    operator_schedule_interval: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between the operator's checks of a CronTaskWorkflow's schedule.",
+    )
+    # Tests only, and no chart value sets it: a file holding the time the operator's
+    # schedules see (RFC 3339), so T2 tests step through minutes without waiting for them.
+    operator_clock_file_for_tests: Path | None = Field(
+        None, description="Test-only: file whose content is the schedules' current time."
+    )
 
     @property
     def result_backend_url(self) -> str:

@@ -17,6 +17,9 @@ from celery_harder.task_client import BrokerUnavailable, create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
 from celery_harder.workflow.spec import SpecError
 from celery_harder.workflow.status import FINAL_PHASES, WorkflowStatus
+from celery_harder_operator import (
+    cron_handlers,  # noqa: F401  (importing it registers the CronTaskWorkflow handlers)
+)
 from celery_harder_operator import status as st
 from celery_harder_operator.kube import delete_taskworkflow
 from celery_harder_operator.resource import (

@@ -1,4 +1,7 @@
-"""The one Kubernetes call kopf does not make for us: deleting a resource (TTL).
+"""The Kubernetes calls kopf does not make for us: TaskWorkflows created, read, patched, deleted.
+
+A TTL deletes a finished TaskWorkflow; a CronTaskWorkflow creates its runs, stops the
+one it replaces and deletes those beyond its history limits.
 
 Credentials come from kopf's own public login helpers (the pod's service account,
 else KUBECONFIG), so the operator needs no Kubernetes client library. They are read
@@ -7,6 +10,7 @@ rewrites about hourly, and kopf's helpers read their files each time they run.
 """
 
 import base64
+import json
 import os
 import ssl
 import tempfile
@@ -15,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import kopf
 
@@ -22,6 +27,10 @@ from celery_harder_operator.resource import GROUP, PLURAL, VERSION
 
 TIMEOUT = 10.0
 UNAUTHORIZED = 401
+NOT_FOUND = 404
+CONFLICT = 409
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def connection() -> kopf.ConnectionInfo:
@@ -87,29 +96,79 @@ def tls_context(material: TlsMaterial) -> ssl.SSLContext:
     return context
 
 
-def _delete(info: kopf.ConnectionInfo, path: str) -> None:
-    """One DELETE with the given login's credentials."""
-    request = urllib.request.Request(f"{info.server.rstrip('/')}{path}", method="DELETE")
+def _call(
+    info: kopf.ConnectionInfo, method: str, path: str, body: Any, content_type: str
+) -> dict[str, Any]:
+    """One request with the given login's credentials; the answer's JSON."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{info.server.rstrip('/')}{path}", data=data, method=method
+    )
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    request.add_header("Accept", JSON)
     if info.token:
         request.add_header("Authorization", f"{info.scheme or 'Bearer'} {info.token}")
-    with urllib.request.urlopen(request, timeout=TIMEOUT, context=tls_context(tls_material(info))):
-        pass
+    context = tls_context(tls_material(info))
+    with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else {}
 
 
-def delete_taskworkflow(namespace: str, name: str) -> None:
-    """Delete a TaskWorkflow; already gone is fine.
+def _request(
+    method: str, path: str, body: Any = None, content_type: str = JSON
+) -> dict[str, Any]:
+    """A request to the API server; HTTPError for an error answer.
 
     A 401 logs in again and retries once: the token may have rotated between reading
     the file and the API server checking it. A second 401 is raised.
     """
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-    for attempt in (1, 2):
-        try:
-            _delete(connection(), path)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return
-            if exc.code == UNAUTHORIZED and attempt == 1:
-                continue
+    try:
+        return _call(connection(), method, path, body, content_type)
+    except urllib.error.HTTPError as exc:
+        if exc.code != UNAUTHORIZED:
             raise
-        return
+    return _call(connection(), method, path, body, content_type)
+
+
+def _path(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+def delete_taskworkflow(namespace: str, name: str) -> None:
+    """Delete a TaskWorkflow; already gone is fine."""
+    try:
+        _request("DELETE", _path(namespace, name))
+    except urllib.error.HTTPError as exc:
+        if exc.code != NOT_FOUND:
+            raise
+
+
+def create_taskworkflow(namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Create a TaskWorkflow: the stored object, or None when the name is already taken."""
+    try:
+        return _request("POST", _path(namespace), manifest)
+    except urllib.error.HTTPError as exc:
+        if exc.code == CONFLICT:
+            return None
+        raise
+
+
+def get_taskworkflow(namespace: str, name: str) -> dict[str, Any] | None:
+    """A TaskWorkflow, or None when there is none of that name."""
+    try:
+        return _request("GET", _path(namespace, name))
+    except urllib.error.HTTPError as exc:
+        if exc.code == NOT_FOUND:
+            return None
+        raise
+
+
+def patch_taskworkflow(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """A merge patch of a TaskWorkflow's spec or metadata; already gone is fine."""
+    try:
+        _request("PATCH", _path(namespace, name), patch, MERGE_PATCH)
+    except urllib.error.HTTPError as exc:
+        if exc.code != NOT_FOUND:
+            raise
