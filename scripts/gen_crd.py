@@ -74,6 +74,10 @@ def node(level: int) -> dict:
                 "description": "Celery call options: priority, time_limit, soft_time_limit (checked by the operator).",
                 "x-kubernetes-preserve-unknown-fields": True,
             },
+            "immutable": {
+                "type": "boolean",
+                "description": "Keep only this call's own arguments: the previous step's (or the chord header's) result is not passed (Celery's .si()).",
+            },
             "chain": children(
                 "Nodes run one after another; each result is passed as the first argument of the next call."
             ),

@@ -327,3 +327,17 @@ def test_sse_stops_polling_when_the_client_disconnects(
             client.delete(f"/workflows/{wid}", params={"terminate": "true"})
     assert during >= 4, during
     assert after == 0, f"the stream kept polling after the client left: {after} reads"
+
+
+def test_an_immutable_step_ignores_the_previous_result(api: ApiServer) -> None:
+    """docs/workflow-spec.md: `immutable: true` is Celery's .si()."""
+    steps = [
+        add(2, 2),
+        {"task": "add", "args": [10, 20], "immutable": True},
+        {"task": "mul", "args": [2]},
+    ]
+    status = run(api, "/workflows", {"workflow": {"chain": steps}})
+    assert (status["phase"], status["result"]) == ("Succeeded", 60)  # (10 + 20) * 2, not 4
+    body = {"task": "add", "args": [1, 2], "immutable": True}
+    chord = {"chord": {"header": [add(1, 1), add(2, 2)], "body": body}}
+    assert run(api, "/workflows", {"workflow": chord})["result"] == 3

@@ -3,8 +3,9 @@
 from typing import Any
 
 import pytest
+from celery import Celery
 
-from celery_harder.workflow.compiler import leaf_task_id, workflow_leaves
+from celery_harder.workflow.compiler import compile_canvas, leaf_task_id, workflow_leaves
 from celery_harder.workflow.spec import Limits, SpecError, parse_workflow
 from celery_harder.workflow.templates import document_pipeline_spec
 
@@ -102,3 +103,23 @@ def test_document_pipeline_spec_is_valid() -> None:
     tree = parse_workflow(spec)
     tasks = [lf.task for lf in workflow_leaves("w", tree)]
     assert tasks == ["documents.analyse"] * 3 + ["documents.merge", "documents.write_report"]
+
+
+def test_an_immutable_step_keeps_its_own_arguments() -> None:
+    """Celery's .si(): the step is not given the previous result, so it takes full args."""
+    spec = {"chain": [add(2, 2), {"task": "add", "args": [10, 20], "immutable": True}]}
+    tree = parse_workflow(spec)
+    app = Celery(set_as_current=False)
+    canvas = compile_canvas(app, "wf", tree)
+    first, second = canvas.tasks
+    assert (first.immutable, second.immutable) == (False, True)
+    assert second.args == (10, 20)
+    # Without it, the step would get 4 as a third argument: refused at its path.
+    mutable = {"chain": [add(2, 2), add(10, 20)]}
+    assert any(m.startswith("workflow.chain[1]: invalid arguments") for m in issues(mutable))
+    # A chord body that ignores the header's results.
+    body = {"task": "add", "args": [1, 2], "immutable": True}
+    parse_workflow({"chord": {"header": [add(1, 1)], "body": body}})
+    assert issues({"task": "add", "args": [1, 2], "immutable": "yes"}) == [
+        "workflow.immutable: must be true or false"
+    ]

@@ -45,6 +45,7 @@ def compile_canvas(
                 args=list(n.args),
                 kwargs=dict(n.kwargs),
                 task_id=leaf_task_id(workflow_id, n.path),
+                immutable=n.immutable,
                 **common,
                 **dict(n.options),
             )

@@ -1,7 +1,7 @@
 """Workflow spec: parse a JSON tree of task/chain/group/chord nodes, with limits.
 
 A Node is exactly one of
-  {"task": name, "args": [...], "kwargs": {...}, "options": {...}}
+  {"task": name, "args": [...], "kwargs": {...}, "options": {...}, "immutable": bool}
   {"chain": [Node, ...]}   {"group": [Node, ...]}   {"chord": {"header": [Node, ...], "body": Node}}
 Every error names the path of the node it is about, e.g. `workflow.chord.header[3].chain[1]`.
 """
@@ -14,7 +14,7 @@ from typing import Any, Union
 from celery_harder.catalog import ArgumentError, UnknownTaskError, validate_call
 
 KINDS = ("task", "chain", "group", "chord")
-TASK_FIELDS = frozenset({"task", "args", "kwargs", "options"})
+TASK_FIELDS = frozenset({"task", "args", "kwargs", "options", "immutable"})
 # Per-task Celery options a spec may set; anything else (queue, routing) stays ours.
 ALLOWED_OPTIONS = {"priority": int, "time_limit": int | float, "soft_time_limit": int | float}
 ROOT = "workflow"
@@ -38,6 +38,9 @@ class TaskNode:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Celery's .si(): the call keeps its own arguments and is not given the result
+    # before it (a chain's previous step, a chord's header).
+    immutable: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,9 +171,12 @@ class _Parser:
         if self.leaves == self.limits.max_leaves + 1:
             self.fail(path, f"more than {self.limits.max_leaves} tasks in one workflow")
         name, args, kwargs = raw["task"], raw.get("args", []), raw.get("kwargs", {})
-        options = raw.get("options", {})
+        options, immutable = raw.get("options", {}), raw.get("immutable", False)
         if not isinstance(name, str):
             self.fail(f"{path}.task", "must be a task name")
+            return None
+        if not isinstance(immutable, bool):
+            self.fail(f"{path}.immutable", "must be true or false")
             return None
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             self.fail(path, "args must be a list and kwargs an object")
@@ -189,11 +195,11 @@ class _Parser:
             return None
         try:
             if self.check_calls:
-                validate_call(name, args, kwargs, receives_parent_result=receives)
+                validate_call(name, args, kwargs, receives_parent_result=receives and not immutable)
         except (UnknownTaskError, ArgumentError) as exc:
             self.fail(path, str(exc))
             return None
-        return TaskNode(path, name, tuple(args), dict(kwargs), dict(options))
+        return TaskNode(path, name, tuple(args), dict(kwargs), dict(options), immutable)
 
     def options_ok(self, options: Any, path: str) -> bool:
         if not isinstance(options, dict):
