@@ -18,7 +18,8 @@ from celery_harder.workflow.templates import (
     group_spec,
 )
 from celery_harder_api.blocking import off_loop
-from celery_harder_api.dependencies import AppSettings
+from celery_harder_api.dependencies import AppSettings, CanRead, CanSubmit
+from celery_harder_api.errors import documented
 from celery_harder_api.schemas import (
     ChainRequest,
     ChordRequest,
@@ -26,11 +27,14 @@ from celery_harder_api.schemas import (
     GroupRequest,
     LeafInfo,
     WorkflowRequest,
+    WorkflowStatusBody,
     WorkflowSubmitted,
 )
 
 router = APIRouter(tags=["workflows"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown workflow id"}}
+SUBMIT_RESPONSES = documented(401, 403, 413, 422, 503)
+READ_RESPONSES = documented(401, 403, 404, 422, 503)
+CANCEL_RESPONSES = documented(401, 403, 404, 413, 422, 503)
 
 
 def get_engine(request: Request) -> WorkflowEngine:
@@ -68,7 +72,7 @@ async def read_status(engine: WorkflowEngine, settings: AppSettings, wid: str) -
     return found
 
 
-@router.post("/chain", status_code=202, response_model_by_alias=True)
+@router.post("/chain", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_chain(
     body: ChainRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -76,7 +80,7 @@ async def post_chain(
     return await submit(engine, settings, chain_spec([c.model_dump() for c in body.steps]))
 
 
-@router.post("/group", status_code=202, response_model_by_alias=True)
+@router.post("/group", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_group(
     body: GroupRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -84,7 +88,7 @@ async def post_group(
     return await submit(engine, settings, group_spec([c.model_dump() for c in body.tasks]))
 
 
-@router.post("/chord", status_code=202, response_model_by_alias=True)
+@router.post("/chord", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_chord(
     body: ChordRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -93,7 +97,7 @@ async def post_chord(
     return await submit(engine, settings, spec)
 
 
-@router.post("/workflows", status_code=202, response_model_by_alias=True)
+@router.post("/workflows", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_workflow(
     body: WorkflowRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -101,7 +105,7 @@ async def post_workflow(
     return await submit(engine, settings, body.workflow, body.timeout_seconds)
 
 
-@router.post("/documents", status_code=202, response_model_by_alias=True)
+@router.post("/documents", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_document(
     body: DocumentRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -110,26 +114,34 @@ async def post_document(
     return await submit(engine, settings, spec)
 
 
-@router.get("/workflows/{workflow_id}", responses=NOT_FOUND)
-async def get_workflow(workflow_id: str, engine: Engine, settings: AppSettings) -> dict[str, Any]:
+@router.get("/workflows/{workflow_id}", dependencies=[CanRead], responses=READ_RESPONSES)
+async def get_workflow(
+    workflow_id: str, engine: Engine, settings: AppSettings
+) -> WorkflowStatusBody:
     """Phase, progress, per-node states and the result."""
-    return status_document(await read_status(engine, settings, workflow_id))
+    doc = status_document(await read_status(engine, settings, workflow_id))
+    return WorkflowStatusBody.model_validate(doc)
 
 
-@router.delete("/workflows/{workflow_id}", status_code=202, responses=NOT_FOUND)
+@router.delete(
+    "/workflows/{workflow_id}",
+    status_code=202,
+    dependencies=[CanSubmit],
+    responses=CANCEL_RESPONSES,
+)
 async def cancel_workflow(
     workflow_id: str,
     engine: Engine,
     settings: AppSettings,
     terminate: Annotated[bool, Query(description="Also kill tasks already running.")] = False,
-) -> dict[str, Any]:
+) -> WorkflowStatusBody:
     """Cancel: nothing further starts; running tasks finish unless `terminate`."""
     found = await off_loop(
         lambda: engine.cancel(workflow_id, terminate=terminate), timeout=settings.redis_timeout + 5
     )
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"workflow {workflow_id} does not exist")
-    return status_document(found)
+    return WorkflowStatusBody.model_validate(status_document(found))
 
 
 def change_id(doc: dict[str, Any]) -> str:
@@ -150,7 +162,10 @@ async def existing_status(
 
 
 @router.get(
-    "/workflows/{workflow_id}/events", response_class=EventSourceResponse, responses=NOT_FOUND
+    "/workflows/{workflow_id}/events",
+    response_class=EventSourceResponse,
+    dependencies=[CanRead],
+    responses=documented(401, 403, 404, 422, 503, json_media=True),
 )
 async def workflow_events(
     workflow_id: str,
