@@ -4,7 +4,6 @@ import json
 import this  # the Zen of Python: a real text that ships with every interpreter
 from typing import Any
 
-import httpx
 import pytest
 
 from celery_harder import keys
@@ -138,7 +137,7 @@ def test_sse_stream_reports_running_progress_and_the_end(api: ApiServer) -> None
     spec = {"group": [{"task": "sleep", "args": [s]} for s in (0.5, 1.5, 2.5)]}
     wid = post(api, "/workflows", {"workflow": spec})["id"]
     events: list[dict[str, Any]] = []
-    with httpx.Client(base_url=api.url, timeout=30) as client:  # noqa: SIM117
+    with api.client(timeout=30) as client:  # noqa: SIM117
         with client.stream("GET", f"/workflows/{wid}/events") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             kind = None
@@ -233,7 +232,7 @@ def sse_lines(
 ) -> list[str]:
     """The raw lines of one SSE connection, until the server ends it (or `stop_after` events)."""
     lines: list[str] = []
-    with httpx.Client(base_url=api.url, timeout=60) as client:  # noqa: SIM117
+    with api.client(timeout=60) as client:  # noqa: SIM117
         with client.stream("GET", f"/workflows/{wid}/events", headers=headers) as response:
             assert response.status_code == 200
             for line in response.iter_lines():

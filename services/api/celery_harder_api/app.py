@@ -21,6 +21,7 @@ from celery_harder_api.errors import (
     broker_unavailable,
     invalid_workflow,
     method_not_allowed,
+    undecodable_body,
     validation_failed,
 )
 from celery_harder_api.metrics import install_metrics
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(SpecError, invalid_workflow)
+    app.add_exception_handler(400, undecodable_body)
     app.add_exception_handler(405, method_not_allowed)
     app.include_router(health.router)
     app.include_router(tasks.router)

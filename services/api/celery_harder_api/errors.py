@@ -35,6 +35,17 @@ async def validation_failed(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def undecodable_body(request: Request, exc: Exception) -> JSONResponse:
+    """422 for a body FastAPI could not decode (not UTF-8), like any other malformed JSON.
+
+    FastAPI answers 400 only there; the API's contract says malformed input is a 422.
+    """
+    detail = [{"type": "json_invalid", "loc": ["body"], "msg": "the body is not UTF-8 JSON"}]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+    )
+
+
 async def broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """503 with the reason, when Redis cannot be reached in time."""
     return JSONResponse(

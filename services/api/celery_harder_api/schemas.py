@@ -1,10 +1,10 @@
 """HTTP bodies: calls and nodes come from the catalog (calls.py), the rest is defined here."""
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation
 
-from celery_harder.catalog import CATALOG, JsonInt
+from celery_harder.catalog import CATALOG, JsonInt, json_number_only
 from celery_harder.documents import MAX_TOP_TERMS, REPORT_NAME_PATTERN
 from celery_harder.results import TaskStatus
 from celery_harder.workflow.status import NODE_PHASES
@@ -166,7 +166,11 @@ class WorkflowRequest(BaseModel):
         "levels (16), CELERY_HARDER_WORKFLOW_MAX_ARGUMENT_BYTES of JSON arguments per task "
         "(262144); beyond that 422."
     )
-    timeout_seconds: JsonInt | None = Field(None, alias="timeoutSeconds", ge=1, le=7 * 86400)
+    # The bounds sit on the int inside the Optional, before the validator: elsewhere
+    # pydantic writes them as `ge`/`le`, which JSON Schema does not know.
+    timeout_seconds: (
+        Annotated[int, Field(ge=1, le=7 * 86400), BeforeValidator(json_number_only)] | None
+    ) = Field(None, alias="timeoutSeconds")
 
 
 class DocumentRequest(BaseModel):

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between status reads of the SSE stream and the reaper."
     )
 
+    sse_max_seconds: float = Field(
+        300.0, gt=0, description="Seconds one SSE stream lasts at most; clients reconnect."
+    )
+
     operator_poll_interval: float = Field(
         2.0, gt=0, description="Seconds between the operator's status reads of a running workflow."
     )

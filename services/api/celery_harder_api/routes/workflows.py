@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -178,17 +179,21 @@ async def workflow_events(
 
     Each event's `id` names the status it carries; a client that reconnects with
     `Last-Event-ID` gets only what changed since. A `: ping` comment every 15 s keeps
-    proxies with an idle timeout from cutting a stream that waits on a long task.
+    proxies with an idle timeout from cutting a stream that waits on a long task. A
+    stream ends after CELERY_HARDER_SSE_MAX_SECONDS even if the workflow runs on;
+    EventSource reconnects by itself and misses nothing.
     """
     current: WorkflowStatus | None = first
     last = last_event_id
+    # Bounded, so that no connection (a forgotten client, a fuzzer) is held for hours.
+    ends = time.monotonic() + settings.sse_max_seconds
     while current is not None:
         doc = status_document(current)
         event_id = change_id(doc)
         if event_id != last:
             last = event_id
             yield ServerSentEvent(data=doc, event="status", id=event_id)
-        if current.finished:
+        if current.finished or time.monotonic() >= ends:
             return
         await asyncio.sleep(settings.workflow_poll_interval)  # the poll period
         current = await off_loop(engine.status, workflow_id, timeout=settings.redis_timeout + 5)
