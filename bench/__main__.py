@@ -13,14 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from celery_harder.settings import Settings
 from celery_harder.task_client import create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
 from tests.support.kube import ControlPlane, MissingBinaryError
 from tests.support.operator_process import running_operator
-from tests.support.stack import StackEnv, running_api, running_redis, running_worker
+from tests.support.stack import ApiServer, StackEnv, running_api, running_redis, running_worker
 
 RESULTS = Path(__file__).parent / "results.md"
 TASKS = 500
@@ -41,9 +39,9 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def bench_tasks(api_url: str, engine: WorkflowEngine, rows: list[tuple[str, str]]) -> None:
+def bench_tasks(api: ApiServer, engine: WorkflowEngine, rows: list[tuple[str, str]]) -> None:
     client = engine.client
-    with httpx.Client(base_url=api_url, timeout=30) as http:
+    with api.client(timeout=30) as http:
         ids: list[str] = []
         api_submit = timed(lambda: ids.extend(
             http.post("/add", json={"x": i, "y": i}).json()["task_id"] for i in range(TASKS)
@@ -72,8 +70,8 @@ def bench_tasks(api_url: str, engine: WorkflowEngine, rows: list[tuple[str, str]
     )
 
 
-def bench_workflows(api_url: str, engine: WorkflowEngine, rows: list[tuple[str, str]]) -> None:
-    with httpx.Client(base_url=api_url, timeout=60) as http:
+def bench_workflows(api: ApiServer, engine: WorkflowEngine, rows: list[tuple[str, str]]) -> None:
+    with api.client(timeout=60) as http:
 
         def run_group(size: int) -> tuple[str, float]:
             body = {"workflow": {"group": [{"task": "add", "args": [i, i]} for i in range(size)]}}
@@ -148,8 +146,8 @@ def main() -> int:
             stack = StackEnv(broker_url=redis_server.url(), workdir=workdir)
             with running_worker(stack, "bench", concurrency=2), running_api(stack) as api:
                 engine = WorkflowEngine(create_task_client(Settings(broker_url=redis_server.url())))
-                bench_tasks(api.url, engine, rows)
-                bench_workflows(api.url, engine, rows)
+                bench_tasks(api, engine, rows)
+                bench_workflows(api, engine, rows)
                 bench_operator(stack, rows)
     table = ["| measurement | result |", "| --- | --- |"] + [f"| {m} | {r} |" for m, r in rows]
     text = "\n".join([

@@ -134,7 +134,7 @@ deploy() {
   log "Building the images and deploying the chart: skaffold run -p kind"
   (cd "$ROOT" && skaffold run -p kind --kube-context "$CONTEXT" --status-check=true)
 
-  log "helm test $RELEASE (GET /healthz, POST /add, wait for the result)"
+  log "helm test $RELEASE (GET /healthz, POST /add without and with the API key, wait for the result)"
   helm test "$RELEASE" --kube-context "$CONTEXT" --namespace "$NAMESPACE" --logs --timeout 5m
 }
 
@@ -157,14 +157,17 @@ run_example() {
 }
 
 print_urls() {
-  local flower_password
+  local flower_password api_key
   flower_password="$(kubectl --context "$CONTEXT" -n "$NAMESPACE" get secret "$RELEASE-flower" \
     -o jsonpath='{.data.password}' 2>/dev/null | base64 -d || true)"
+  api_key="$(kubectl --context "$CONTEXT" -n "$NAMESPACE" get secret "$RELEASE-api-keys" \
+    -o jsonpath='{.data.api-key}' 2>/dev/null | base64 -d || true)"
   cat <<EOF
 
 celery-harder is running on kind cluster "$CLUSTER_NAME" (context $CONTEXT).
 
-  API      http://localhost:8000         (try: curl -s -X POST localhost:8000/add -H 'content-type: application/json' -d '{"x": 2, "y": 3}')
+  API      http://localhost:8000         API key (admin: read, submit): ${api_key:-<see secret $RELEASE-api-keys>}
+           try: curl -s -X POST localhost:8000/add -H "X-API-Key: ${api_key:-<key>}" -H 'content-type: application/json' -d '{"x": 2, "y": 3}'
            http://localhost:8000/docs
   Flower   http://localhost:5555         user admin, password ${flower_password:-<see secret $RELEASE-flower>}
   Grafana  http://localhost:3000         user admin, password $GRAFANA_PASSWORD (dashboard "celery-harder / Celery overview")

@@ -64,6 +64,16 @@ def test_generated_passwords_are_not_rendered_the_hook_job_makes_them(helm):
             "celery-harder.io/release": "celery-harder",
         },
     }
+    assert specs["celery-harder-api-keys"] == {
+        "name": "celery-harder-api-keys",
+        "kind": "api-keys",
+        "labels": {
+            "app.kubernetes.io/name": "celery-harder",
+            "app.kubernetes.io/component": "api",
+            "app.kubernetes.io/part-of": "celery-harder",
+            "celery-harder.io/release": "celery-harder",
+        },
+    }
     # Not Helm's and no Argo CD tracking label: nothing prunes the generated Secret.
     for spec in specs.values():
         assert "app.kubernetes.io/instance" not in spec["labels"]
@@ -79,6 +89,8 @@ def test_generated_passwords_are_not_rendered_the_hook_job_makes_them(helm):
     assert refs == {
         ("celery-harder-redis", "redis-password"),
         ("celery-harder-flower", "basic-auth"),
+        ("celery-harder-api-keys", "api-keys"),  # the API: digests only
+        ("celery-harder-api-keys", "api-key"),  # the helm test pod: the key itself
     }
     (ta,) = render.of_kind("TriggerAuthentication")
     assert ta["spec"]["secretTargetRef"] == [
@@ -110,7 +122,10 @@ def test_the_hook_job_and_its_rbac_run_first_and_are_cleaned_up(helm):
     rules = [(tuple(r["verbs"]), tuple(r.get("resourceNames", []))) for r in role["rules"]]
     assert rules == [
         (("create",), ()),
-        (("get", "patch"), ("celery-harder-redis", "celery-harder-flower")),
+        (
+            ("get", "patch"),
+            ("celery-harder-redis", "celery-harder-flower", "celery-harder-api-keys"),
+        ),
     ]
     assert all(r["resources"] == ["secrets"] and r["apiGroups"] == [""] for r in role["rules"])
     binding = hooks[("RoleBinding", JOB)]
@@ -139,7 +154,14 @@ def test_networkpolicies_never_restrict_egress(helm):
 
 @pytest.mark.parametrize("helm", HELM_LIST)
 def test_passwords_given_in_values_are_rendered_and_need_no_hook(helm):
-    render = render_sets(helm, ("redis.auth.password=redis-pass", "flower.basicAuth.password=fl"))
+    render = render_sets(
+        helm,
+        (
+            "redis.auth.password=redis-pass",
+            "flower.basicAuth.password=fl",
+            "api.auth.existingSecret=platform-api-keys",
+        ),
+    )
     secrets = {s["metadata"]["name"]: s for s in render.of_kind("Secret")}
     assert secrets["celery-harder-redis"]["data"] == {"redis-password": "cmVkaXMtcGFzcw=="}
     assert secrets["celery-harder-flower"]["data"] == {
@@ -151,14 +173,20 @@ def test_passwords_given_in_values_are_rendered_and_need_no_hook(helm):
     # one generated, one given: the Job makes only the generated one
     mixed = render_sets(helm, ("redis.auth.password=redis-pass",))
     _, _, env = _job_env(mixed)
-    assert [s["name"] for s in json.loads(env["SECRETS"])] == ["celery-harder-flower"]
+    made = [s["name"] for s in json.loads(env["SECRETS"])]
+    assert made == ["celery-harder-flower", "celery-harder-api-keys"]
     assert [s["metadata"]["name"] for s in mixed.of_kind("Secret")] == ["celery-harder-redis"]
 
 
 @pytest.mark.parametrize("helm", HELM_LIST)
 def test_existing_secrets_need_neither_a_secret_nor_the_hook(helm):
     render = render_sets(
-        helm, ("redis.auth.existingSecret=platform-redis", "flower.basicAuth.existingSecret=fl")
+        helm,
+        (
+            "redis.auth.existingSecret=platform-redis",
+            "flower.basicAuth.existingSecret=fl",
+            "api.auth.existingSecret=platform-api-keys",
+        ),
     )
     assert not render.of_kind("Secret")
     assert {d["kind"] for d in _hooks(render)} == {"Pod"}, "only the helm test pod"
@@ -211,3 +239,29 @@ def test_the_script_hashes_data_the_way_the_templates_do(tmp_path):
     for helm in HELM_LIST:
         out = run_helm(helm, "template", "h", str(tmp_path), "--show-only", "templates/h.yaml")
         assert yaml.safe_load(out.stdout)["value"] == namespace["data_sha256"](data)
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_no_api_key_secret_is_made_with_auth_off(helm):
+    render = render_sets(helm, ("api.auth.enabled=false",))
+    _, _, env = _job_env(render)
+    assert "celery-harder-api-keys" not in [s["name"] for s in json.loads(env["SECRETS"])]
+
+
+def test_the_script_makes_an_api_key_the_api_accepts():
+    """files/generate-secrets.py's `api-keys` entry is what the API parses and matches."""
+    import base64  # noqa: PLC0415
+
+    from celery_harder_api.auth import SUBMIT, AuthPolicy, decide, parse_api_keys  # noqa: PLC0415
+
+    namespace = {"__name__": "generate_secrets"}
+    exec(compile(SCRIPT.read_text(), str(SCRIPT), "exec"), namespace)
+    data = namespace["fresh_data"]({"kind": "api-keys", "name": "k"})
+    assert set(data) == {"api-key", "api-keys"}
+    key = base64.b64decode(data["api-key"]).decode()
+    assert len(key) == 40 and key.isalnum()
+    (entry,) = parse_api_keys(base64.b64decode(data["api-keys"]).decode())
+    assert (entry.name, entry.scopes) == ("admin", {"read", "submit"})
+    policy = AuthPolicy(enabled=True, keys=(entry,))
+    assert decide(policy, key, SUBMIT).allowed
+    assert key not in base64.b64decode(data["api-keys"]).decode()

@@ -256,8 +256,41 @@ def test_helm_test_pod_calls_the_api(helm):
     (pod,) = render.of_kind("Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     (c,) = pod["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["API"] == "http://celery-harder-api.celery-harder.svc:8000"
+    assert env["AUTH"] == "true"
+    (key,) = (e["valueFrom"]["secretKeyRef"] for e in c["env"] if e["name"] == "API_KEY")
+    # The generated Secret's key; optional, since an existingSecret may hold digests only.
+    assert key == {"name": "celery-harder-api-keys", "key": "api-key", "optional": True}
     script = c["command"][-1]
     assert '"/healthz"' in script and '"/add"' in script and "/result/" in script
+    assert '"X-API-Key"' in script and "status == 401" in script
     compile(script, "helm-test", "exec")
+
+
+@pytest.mark.parametrize("helm", sorted(HELMS))
+def test_the_api_reads_its_key_digests_from_the_secret_and_rolls_when_it_changes(helm):
+    for case, secret, key in (
+        ("defaults", "celery-harder-api-keys", "api-keys"),
+        ("auth-on", "platform-api-keys", "entries"),
+    ):
+        render = render_case(helm, case)
+        api = render.get("Deployment", "celery-harder-api")
+        (c,) = pod_spec(api)["containers"]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["CELERY_HARDER_API_AUTH"]["value"] == "true"
+        assert env["CELERY_HARDER_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
+            "name": secret,
+            "key": key,
+        }
+        assert "checksum/api-keys" in pod_annotations(api)
+    off = render_sets(helm, ("api.auth.enabled=false",))
+    api = off.get("Deployment", "celery-harder-api")
+    (c,) = pod_spec(api)["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["CELERY_HARDER_API_AUTH"]["value"] == "false"
+    assert "CELERY_HARDER_API_KEYS" not in env
+    (pod,) = off.of_kind("Pod")
+    (tc,) = pod["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in tc["env"]}["AUTH"] == "false"
+    assert "API_KEY" not in {e["name"] for e in tc["env"]}

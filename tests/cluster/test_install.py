@@ -2,7 +2,8 @@
 
 `helm install` with ci/local-cluster-values.yaml (the `release` fixture), then what a
 user does first: wait for the pods, `helm test`, the seed's endpoints through the API's
-Service, Flower's login, and `kubectl apply -f k8s/examples/`.
+Service with the generated API key, the API's and Flower's logins, and
+`kubectl apply -f k8s/examples/`.
 """
 
 from typing import Any
@@ -104,6 +105,25 @@ def test_a_document_report_is_written_on_the_worker_volume(release: Release) -> 
             found[name] = release.exec(name, "cat", f"/data/{report}")
     assert len(found) == 1, f"{report} on {sorted(found)}"
     assert "the: 3" in next(iter(found.values()))
+
+
+def test_the_api_refuses_a_request_without_its_key(release: Release) -> None:
+    with httpx.Client(base_url=release.api_url, timeout=10) as client:
+        assert client.get("/tasks").status_code == 401
+        assert client.post("/add", json={"x": 1, "y": 1}).status_code == 401
+        wrong = client.get("/tasks", headers={"X-API-Key": "not-the-key"})
+        assert wrong.status_code == 401, wrong.text
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/metrics").status_code == 200
+    with release.api() as client:
+        assert client.get("/tasks").status_code == 200
+    # The API pod holds the digest only, never the key itself.
+    deployment = release.get("deployment", release.component("api"))
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ref = next(e for e in container["env"] if e["name"] == "CELERY_HARDER_API_KEYS")
+    assert ref["valueFrom"]["secretKeyRef"]["key"] == "api-keys"
+    entries = release.secret(release.component("api-keys"), "api-keys")
+    assert release.api_key not in entries and entries.startswith("admin:read,submit:")
 
 
 def test_flower_refuses_a_request_without_credentials(release: Release) -> None:

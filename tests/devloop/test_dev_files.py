@@ -435,6 +435,8 @@ def test_kind_up_runs_the_whole_t4_path_in_order(tmp_path):
     for url in ("http://localhost:8000", "http://localhost:5555", "http://localhost:3000"):
         assert url in proc.stdout
     assert "flower-dev" in proc.stdout
+    assert 'curl -s -X POST localhost:8000/add -H "X-API-Key: flower-dev"' in proc.stdout
+    assert index(r"get secret celery-harder-api-keys -o jsonpath=\{\.data\.api-key\}") > 0
 
 
 def test_kind_up_reuses_an_existing_cluster(tmp_path):

@@ -1,14 +1,20 @@
-"""T1: `make dev`'s stack comes up, serves a task, and Ctrl-C leaves no process behind."""
+"""T1: `make dev`'s stack comes up, serves a task, says whether it asks for a key, and Ctrl-C
+leaves no process behind."""
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from celery_harder_api.auth import entry_for
+from celery_harder_dev.dev_stack import AUTH_OFF_WARNING
 from celery_harder_dev.local_processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +41,15 @@ def alive(pid: int) -> bool:
     return stat.split(")")[-1].split()[0] != "Z"
 
 
-def test_dev_stack_serves_and_stops_cleanly(tmp_path: Path) -> None:
+@contextmanager
+def dev_stack(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[int, int, str]]:
+    """`python -m celery_harder_dev.dev_stack` until its banner; Ctrl-C and checks at the end."""
     api_port, flower_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CELERY_BROKER_URL", "CELERY_HARDER_API_KEYS", "CELERY_HARDER_API_AUTH")
+    }
     log = tmp_path / "dev.out"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -54,38 +66,57 @@ def test_dev_stack_serves_and_stops_cleanly(tmp_path: Path) -> None:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=env,
+            env={**env, **extra_env},
             cwd=ROOT,
         )
+    children: set[int] = set()
     try:
         wait_until(lambda: "Ctrl-C stops everything" in log.read_text(), 90, "make dev")
-        text = log.read_text()
-        assert f"http://127.0.0.1:{api_port}" in text
-        assert f"http://127.0.0.1:{flower_port}" in text
-        assert f"(docs http://127.0.0.1:{api_port}/docs)" in text
-        assert f"curl -s -X POST http://127.0.0.1:{api_port}/add" in text
-        assert re.search(r"Redis\s+redis://127\.0\.0\.1:\d+/0", text)
         children = descendants(proc.pid)
         assert len(children) >= 4  # redis, worker (+ pool), uvicorn, flower
-
-        task_id = httpx.post(
-            f"http://127.0.0.1:{api_port}/add", json={"x": 2, "y": 3}, timeout=10
-        ).json()["task_id"]
-        results: list[dict] = []
-        wait_until(
-            lambda: (
-                results.append(
-                    httpx.get(f"http://127.0.0.1:{api_port}/result/{task_id}", timeout=5).json()
-                )
-                or results[-1]["state"] == "SUCCESS"
-            ),
-            30,
-            "add via make dev",
-        )
-        assert results[-1]["result"] == 5
-        assert httpx.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=5).text == "OK"
+        yield api_port, flower_port, log.read_text()
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     leftovers = [pid for pid in children if alive(pid)]
     assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+def add_through(api: str, headers: dict[str, str]) -> None:
+    task_id = httpx.post(f"{api}/add", json={"x": 2, "y": 3}, headers=headers, timeout=10).json()[
+        "task_id"
+    ]
+    results: list[dict] = []
+    wait_until(
+        lambda: (
+            results.append(httpx.get(f"{api}/result/{task_id}", headers=headers, timeout=5).json())
+            or results[-1]["state"] == "SUCCESS"
+        ),
+        30,
+        "add via make dev",
+    )
+    assert results[-1]["result"] == 5
+
+
+def test_dev_stack_serves_with_auth_off_says_so_and_stops_cleanly(tmp_path: Path) -> None:
+    with dev_stack(tmp_path, {}) as (api_port, flower_port, text):
+        assert text.startswith(AUTH_OFF_WARNING), text[:500]
+        assert f"http://127.0.0.1:{api_port}" in text
+        assert f"http://127.0.0.1:{flower_port}" in text
+        assert f"(docs http://127.0.0.1:{api_port}/docs)" in text
+        assert f"curl -s -X POST http://127.0.0.1:{api_port}/add" in text
+        assert re.search(r"Redis\s+redis://127\.0\.0\.1:\d+/0", text)
+        add_through(f"http://127.0.0.1:{api_port}", {})
+        assert httpx.get(f"http://127.0.0.1:{flower_port}/healthcheck", timeout=5).text == "OK"
+
+
+def test_dev_stack_asks_for_a_key_when_keys_are_set(tmp_path: Path) -> None:
+    key = secrets.token_urlsafe(24)
+    keys = {"CELERY_HARDER_API_KEYS": entry_for("me", ["read", "submit"], key)}
+    with dev_stack(tmp_path, keys) as (api_port, _flower_port, text):
+        assert "API authentication is ON" in text
+        assert "OFF" not in text
+        assert f"curl -s -X POST http://127.0.0.1:{api_port}/add -H 'X-API-Key: <your key>'" in text
+        api = f"http://127.0.0.1:{api_port}"
+        assert httpx.post(f"{api}/add", json={"x": 2, "y": 3}, timeout=10).status_code == 401
+        add_through(api, {"X-API-Key": key})

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from celery_harder_api.auth import SUBMIT, AuthPolicy, decide, parse_api_keys
 from tests.chart.chartlib import CASE_FILES, CHART, helm_binary
 
 GOMODCACHE = Path.home() / ".cache" / "celery-harder" / "go" / "mod"
@@ -186,10 +187,12 @@ def checksums(kube_api, namespace: str) -> dict:
     worker = pod_annotations(kube_api, namespace, "deployment", f"{RELEASE}-worker")
     redis = pod_annotations(kube_api, namespace, "statefulset", f"{RELEASE}-redis")
     flower = pod_annotations(kube_api, namespace, "deployment", f"{RELEASE}-flower")
+    api = pod_annotations(kube_api, namespace, "deployment", f"{RELEASE}-api")
     return {
         "worker": worker["checksum/credentials"],
         "redis": redis["checksum/credentials"],
         "flower": flower["checksum/flower-credentials"],
+        "api-keys": api["checksum/api-keys"],
     }
 
 
@@ -240,6 +243,11 @@ def test_helm_install_is_accepted_by_the_api_server(
         if case in HOOK_CASES:
             flower_secret = secret(kube_api, namespace, f"{RELEASE}-flower")
             assert flower_secret and len(decoded(flower_secret, "password")) == 24
+            keys = secret(kube_api, namespace, f"{RELEASE}-api-keys")
+            assert keys, f"{case}: no API key Secret"
+            (entry,) = parse_api_keys(decoded(keys, "api-keys"))
+            policy = AuthPolicy(enabled=True, keys=(entry,))
+            assert decide(policy, decoded(keys, "api-key"), SUBMIT).allowed
         if case in GENERATED_CASES:
             assert "kind: Secret" not in manifest.stdout
             redis_secret = secret(kube_api, namespace, f"{RELEASE}-redis")
@@ -294,12 +302,14 @@ def test_generated_passwords_are_made_once_and_roll_pods_only_when_they_change(
         )
         sums1 = checksums(kube_api, namespace)
         generated = hashlib.sha256(b"generated:1").hexdigest()
-        assert sums1["worker"] == sums1["redis"] == generated
+        assert sums1["worker"] == sums1["redis"] == sums1["api-keys"] == generated
+        api_keys1 = secret(kube_api, namespace, f"{RELEASE}-api-keys")
 
         upgrade()  # revision 2: the hook runs again and changes nothing; no pod rolls
         assert [r["revision"] for r in hooks.runs] == ["1", "2"]
         assert secret(kube_api, namespace, redis_name)["data"] == redis1["data"]
         assert secret(kube_api, namespace, flower_name)["data"] == flower1["data"]
+        assert secret(kube_api, namespace, f"{RELEASE}-api-keys")["data"] == api_keys1["data"]
         assert checksums(kube_api, namespace) == sums1, "lookup must see the Secret as made"
 
         upgrade("flower.basicAuth.username=ops")  # rename: same password, Flower rolls alone
@@ -309,6 +319,17 @@ def test_generated_passwords_are_made_once_and_roll_pods_only_when_they_change(
         sums3 = checksums(kube_api, namespace)
         assert sums3["flower"] != sums1["flower"]
         assert (sums3["worker"], sums3["redis"]) == (sums1["worker"], sums1["redis"])
+
+        # A deleted API key Secret is made again with a new key, and only the API rolls.
+        kube_api.kubectl("delete", "secret", f"{RELEASE}-api-keys", "-n", namespace)
+        upgrade("flower.basicAuth.username=ops")
+        api_keys4 = secret(kube_api, namespace, f"{RELEASE}-api-keys")
+        assert decoded(api_keys4, "api-key") != decoded(api_keys1, "api-key")
+        sums4 = checksums(kube_api, namespace)
+        assert sums4["api-keys"] != sums3["api-keys"]
+        assert {k: v for k, v in sums4.items() if k != "api-keys"} == {
+            k: v for k, v in sums3.items() if k != "api-keys"
+        }
 
         assert helm(kube_api, which, "uninstall", RELEASE, "-n", namespace).returncode == 0
         assert secret(kube_api, namespace, redis_name) and secret(kube_api, namespace, flower_name)

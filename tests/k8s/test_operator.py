@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from celery_harder import keys
@@ -287,7 +286,7 @@ def test_100_resources_at_once_and_the_same_through_the_api(
     via_operator = time.monotonic() - started
 
     started = time.monotonic()
-    with httpx.Client(base_url=api.url, timeout=30) as client:
+    with api.client(timeout=30) as client:
         ids = [
             client.post("/workflows", json={"workflow": workflow}).json()["id"] for _ in range(100)
         ]

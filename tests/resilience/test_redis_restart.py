@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from background.probe import is_alive, is_fresh, reconnecting_marker
@@ -87,7 +86,7 @@ def test_redis_restart_loses_nothing_revokes_nothing_runs_nothing_twice(  # noqa
 
         # During the outage the API refuses work with 503 and stays up.
         outage_codes: set[int] = set()
-        with httpx.Client(base_url=api.url, timeout=10) as http:
+        with api.client(timeout=10) as http:
             while time.monotonic() < killed_mono + OUTAGE:
                 outage_codes.add(http.post("/add", json={"x": 1, "y": 1}).status_code)
                 outage_codes.add(http.get("/readyz").status_code)
@@ -102,7 +101,7 @@ def test_redis_restart_loses_nothing_revokes_nothing_runs_nothing_twice(  # noqa
         after: list[str] = []
 
         def api_accepts() -> bool:
-            with httpx.Client(base_url=api.url, timeout=10) as http:
+            with api.client(timeout=10) as http:
                 response = http.post("/add", json={"x": 20, "y": 22})
             if response.status_code == 202:
                 after.append(response.json()["task_id"])

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.stack import (
@@ -129,7 +128,7 @@ def test_submitting_does_not_block_the_event_loop(silent_port: int, stack_dir: P
     stack.workdir.mkdir(exist_ok=True)
     with (
         running_api(stack) as server,
-        httpx.Client(base_url=server.url, timeout=10) as slow,
+        server.client(timeout=10) as slow,
         server.client() as fast,
     ):
         stuck = threading.Thread(target=lambda: slow.post("/add", json={"x": 1, "y": 1}))

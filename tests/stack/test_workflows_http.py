@@ -6,7 +6,6 @@ import threading
 import time
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
@@ -141,7 +140,7 @@ def test_sse_stream_reports_running_progress_and_the_end(api: ApiServer) -> None
     spec = {"group": [{"task": "sleep", "args": [s]} for s in (0.5, 1.5, 2.5)]}
     wid = post(api, "/workflows", {"workflow": spec})["id"]
     events: list[dict[str, Any]] = []
-    with httpx.Client(base_url=api.url, timeout=30) as client:  # noqa: SIM117
+    with api.client(timeout=30) as client:  # noqa: SIM117
         with client.stream("GET", f"/workflows/{wid}/events") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             kind = None
@@ -236,7 +235,7 @@ def sse_lines(
 ) -> list[str]:
     """The raw lines of one SSE connection, until the server ends it (or `stop_after` events)."""
     lines: list[str] = []
-    with httpx.Client(base_url=api.url, timeout=60) as client:  # noqa: SIM117
+    with api.client(timeout=60) as client:  # noqa: SIM117
         with client.stream("GET", f"/workflows/{wid}/events", headers=headers) as response:
             assert response.status_code == 200
             for line in response.iter_lines():
@@ -308,7 +307,7 @@ def test_sse_stops_polling_when_the_client_disconnects(
     period = 0.5  # CELERY_HARDER_WORKFLOW_POLL_INTERVAL's default, which the API uses here
     reads = RecordReads(redis_server, wid)
     try:
-        with httpx.Client(base_url=api.url, timeout=60) as client:  # noqa: SIM117
+        with api.client(timeout=60) as client:  # noqa: SIM117
             with client.stream("GET", f"/workflows/{wid}/events") as response:
                 assert response.status_code == 200
                 opened = time.monotonic()

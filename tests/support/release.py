@@ -108,8 +108,15 @@ class Release:
     def flower_url(self) -> str:
         return f"http://{self.cluster.network.node_ip}:{FLOWER_NODE_PORT}"
 
-    def api(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=timeout)
+    @property
+    def api_key(self) -> str:
+        """The generated API key (admin: read, submit), from the release's `api-keys` Secret."""
+        return self.secret(self.component("api-keys"), "api-key")
+
+    def api(self, timeout: float = 10.0, key: str | None = None) -> httpx.Client:
+        """A client of the API's NodePort that sends `key`, by default the release's own."""
+        headers = {"X-API-Key": key if key is not None else self.api_key}
+        return httpx.Client(base_url=self.api_url, timeout=timeout, headers=headers)
 
     def redis(self) -> redis.Redis:
         """A client of the chart's Redis at its Service address, with the release's password."""

@@ -1,4 +1,4 @@
-"""Create the chart's generated Secrets (Redis password, Flower basic auth) when they are absent.
+"""Create the chart's generated Secrets (Redis password, Flower basic auth, the API key) when absent.
 
 Runs in the `<release>-secrets` Job, a Helm pre-install/pre-upgrade hook (Argo CD runs it
 as a PreSync hook), from the API image: Python's standard library, the pod's
@@ -19,8 +19,12 @@ the Redis PersistentVolumeClaim); its annotations say so. The chart's pods hash 
 into `checksum/credentials` through `celery-harder.io/data-sha256` and
 `celery-harder.io/created-at-revision` (see templates/_helpers.tpl).
 
+The API key Secret holds the key itself (`api-key`, for clients: the helm test pod, you)
+and the API's configuration (`api-keys`: `admin:read,submit:<sha256 of the key>`, the
+`CELERY_HARDER_API_KEYS` format); the API pod reads only the digest.
+
 Environment: NAMESPACE, RELEASE, REVISION, JOB_NAME, SECRETS (a JSON list of
-{"name", "kind": "redis-password" | "basic-auth", "username", "labels"}),
+{"name", "kind": "redis-password" | "basic-auth" | "api-keys", "username", "labels"}),
 SERVICEACCOUNT_DIR, KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT.
 """
 
@@ -37,8 +41,13 @@ import urllib.error
 import urllib.request
 
 ALPHABET = string.ascii_letters + string.digits
-LENGTHS = {"redis-password": 32, "basic-auth": 24}
-REQUIRED_KEYS = {"redis-password": ["redis-password"], "basic-auth": ["password"]}
+LENGTHS = {"redis-password": 32, "basic-auth": 24, "api-keys": 40}
+REQUIRED_KEYS = {
+    "redis-password": ["redis-password"],
+    "basic-auth": ["password"],
+    "api-keys": ["api-keys"],
+}
+API_KEY_NAME, API_KEY_SCOPES = "admin", "read,submit"
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -104,6 +113,10 @@ def fresh_data(spec):
     password = random_password(LENGTHS[spec["kind"]])
     if spec["kind"] == "redis-password":
         return {"redis-password": b64(password)}
+    if spec["kind"] == "api-keys":
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        entry = f"{API_KEY_NAME}:{API_KEY_SCOPES}:{digest}"
+        return {"api-key": b64(password), "api-keys": b64(entry)}
     user = spec["username"]
     return {
         "username": b64(user),
@@ -196,7 +209,8 @@ def ensure(api, spec, env):
         }
         status, body = api.call("POST", path, secret)
         if status == 201:
-            print(f"Secret {name}: created with a new random password")
+            what = "API key" if spec["kind"] == "api-keys" else "password"
+            print(f"Secret {name}: created with a new random {what}")
             return
         if status != 409:
             raise ApiError(f"create Secret {name}: HTTP {status}: {body}")

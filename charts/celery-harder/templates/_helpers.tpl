@@ -291,6 +291,48 @@ State of one credentials Secret, hashed into checksum annotations. Never random,
 {{- toJson (dict "username" ($b.username | b64enc) "password" ($b.password | b64enc) "basic-auth" (printf "%s:%s" $b.username $b.password | b64enc)) }}
 {{- end }}
 
+{{/* ---------------- API keys ---------------- */}}
+
+{{/* "true" when the API asks for an X-API-Key. */}}
+{{- define "celery-harder.api.auth" -}}
+{{- if .Values.api.auth.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Name of the Secret with the accepted API keys: api.auth.existingSecret, or the generated <fullname>-api-keys. */}}
+{{- define "celery-harder.api.keysSecretName" -}}
+{{- .Values.api.auth.existingSecret | default (include "celery-harder.componentName" (dict "root" . "component" "api-keys")) }}
+{{- end }}
+
+{{- define "celery-harder.api.keysSecretKey" -}}
+{{- if .Values.api.auth.existingSecret }}{{ .Values.api.auth.existingSecretKey }}{{ else }}api-keys{{ end }}
+{{- end }}
+
+{{/* "true" when the API key is generated in the cluster by the hook Job (auth on, no existingSecret). */}}
+{{- define "celery-harder.api.keysGenerated" -}}
+{{- if and (include "celery-harder.api.auth" .) (not .Values.api.auth.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* State of the API keys Secret (see celery-harder.secretState): a change rolls the API. */}}
+{{- define "celery-harder.api.keysState" -}}
+{{- if include "celery-harder.api.auth" . }}
+{{- include "celery-harder.secretState" (dict "root" . "name" (include "celery-harder.api.keysSecretName" .) "keys" (list (include "celery-harder.api.keysSecretKey" .)) "data" "" "generated" (include "celery-harder.api.keysGenerated" .)) }}
+{{- else }}off
+{{- end }}
+{{- end }}
+
+{{/* The API's auth environment: on with the keys from the Secret, or off. */}}
+{{- define "celery-harder.api.authEnv" -}}
+- name: CELERY_HARDER_API_AUTH
+  value: {{ include "celery-harder.api.auth" . | default "false" | quote }}
+{{- if include "celery-harder.api.auth" . }}
+- name: CELERY_HARDER_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "celery-harder.api.keysSecretName" . }}
+      key: {{ include "celery-harder.api.keysSecretKey" . }}
+{{- end }}
+{{- end }}
+
 {{/* ---------------- Generated Secrets (hook Job) ---------------- */}}
 
 {{/*

@@ -1,11 +1,24 @@
-"""FastAPI dependencies: the settings and task client created at start-up."""
+"""FastAPI dependencies: the settings and task client created at start-up, the API key check."""
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
 
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient
+from celery_harder_api.auth import HEADER, READ, SUBMIT, AuthPolicy, Scope, decide
+
+# auto_error=False: a missing key is decided by `decide` (401 with our body), not by FastAPI.
+api_key_header = APIKeyHeader(
+    name=HEADER,
+    scheme_name="ApiKeyAuth",
+    description="An API key; `read` scope for GET routes and SSE, `submit` for POST and DELETE.",
+    auto_error=False,
+)
+# RFC 9110: a 401 carries a challenge; API keys have no registered scheme, so it names ours.
+CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{HEADER}"'}
 
 
 def get_task_client(request: Request) -> TaskClient:
@@ -20,5 +33,23 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+def require(scope: Scope) -> Callable[..., Awaitable[None]]:
+    """A dependency that lets a request through only with a key holding `scope`."""
+
+    async def check_key(
+        request: Request, key: Annotated[str | None, Security(api_key_header)]
+    ) -> None:
+        policy: AuthPolicy = request.app.state.auth
+        decision = decide(policy, key, scope)
+        if not decision.allowed:
+            assert decision.status is not None
+            headers = CHALLENGE if decision.status == 401 else None
+            raise HTTPException(decision.status, decision.detail, headers=headers)
+
+    return check_key
+
+
 Client = Annotated[TaskClient, Depends(get_task_client)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
+CanRead = Depends(require(READ))
+CanSubmit = Depends(require(SUBMIT))

@@ -1,33 +1,14 @@
-"""HTTP bodies: request models are the catalog's, responses are defined here."""
+"""HTTP bodies: calls and nodes come from the catalog (calls.py), the rest is defined here."""
 
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation
 
-from celery_harder.catalog import CATALOG, ArgumentError, UnknownTaskError, validate_call
+from celery_harder.catalog import CATALOG, JsonInt, json_number_only
 from celery_harder.documents import MAX_TOP_TERMS, REPORT_NAME_PATTERN
 from celery_harder.results import TaskStatus
-
-
-class TaskCall(BaseModel):
-    """One call of a catalog task by name."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"task": "add", "args": [2, 3], "kwargs": {}}]},
-    )
-
-    task: str = Field(description="A catalog task name (GET /tasks lists them).")
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _known_task_with_fitting_arguments(self) -> "TaskCall":
-        try:
-            validate_call(self.task, self.args, self.kwargs)
-        except (UnknownTaskError, ArgumentError) as exc:
-            raise ValueError(str(exc)) from None
-        return self
+from celery_harder.workflow.status import NODE_PHASES
+from celery_harder_api.calls import CallSteps, Node, StepCall, TaskCall
 
 
 class TaskSubmitted(BaseModel):
@@ -95,16 +76,6 @@ def catalog_entries() -> list[CatalogEntry]:
     ]
 
 
-class Call(BaseModel):
-    """A task call inside a chain, group or chord; checked with its place in the canvas."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    task: str
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-
-
 class ChainRequest(BaseModel):
     """Steps run in order; each result is the first argument of the next step."""
 
@@ -123,7 +94,10 @@ class ChainRequest(BaseModel):
         },
     )
 
-    steps: list[Call] = Field(min_length=1)
+    steps: CallSteps = Field(
+        description="The first step takes all its arguments; each later one gets the previous "
+        "result as its first argument."
+    )
 
 
 class GroupRequest(BaseModel):
@@ -136,7 +110,7 @@ class GroupRequest(BaseModel):
         },
     )
 
-    tasks: list[Call] = Field(min_length=1)
+    tasks: list[TaskCall] = Field(min_length=1)
 
 
 class ChordRequest(BaseModel):
@@ -154,8 +128,10 @@ class ChordRequest(BaseModel):
         },
     )
 
-    header: list[Call] = Field(min_length=1)
-    body: Call
+    header: list[TaskCall] = Field(min_length=1)
+    body: StepCall = Field(
+        description="Gets the list of the header's results as its first argument."
+    )
 
 
 class WorkflowRequest(BaseModel):
@@ -182,8 +158,19 @@ class WorkflowRequest(BaseModel):
         },
     )
 
-    workflow: Any = Field(description="A Node: one of task, chain, group, chord.")
-    timeout_seconds: int | None = Field(None, alias="timeoutSeconds", ge=1, le=7 * 86400)
+    # The spec parser checks the tree (every error with its node path); the schema is the
+    # catalog-derived Node so that the document still says what is valid.
+    workflow: SkipValidation[Node] = Field(
+        description="A Node: one of task, chain, group, chord. At most "
+        "CELERY_HARDER_WORKFLOW_MAX_LEAVES tasks (1000), CELERY_HARDER_WORKFLOW_MAX_DEPTH "
+        "levels (16), CELERY_HARDER_WORKFLOW_MAX_ARGUMENT_BYTES of JSON arguments per task "
+        "(262144); beyond that 422."
+    )
+    # The bounds sit on the int inside the Optional, before the validator: elsewhere
+    # pydantic writes them as `ge`/`le`, which JSON Schema does not know.
+    timeout_seconds: (
+        Annotated[int, Field(ge=1, le=7 * 86400), BeforeValidator(json_number_only)] | None
+    ) = Field(None, alias="timeoutSeconds")
 
 
 class DocumentRequest(BaseModel):
@@ -199,8 +186,8 @@ class DocumentRequest(BaseModel):
 
     text: str
     name: str | None = Field(None, pattern=REPORT_NAME_PATTERN)
-    lines_per_chunk: int = Field(200, alias="linesPerChunk", ge=1, le=1_000_000)
-    top: int = Field(10, ge=1, le=MAX_TOP_TERMS)
+    lines_per_chunk: JsonInt = Field(200, alias="linesPerChunk", ge=1, le=1_000_000)
+    top: JsonInt = Field(10, ge=1, le=MAX_TOP_TERMS)
 
 
 class LeafInfo(BaseModel):
@@ -214,9 +201,61 @@ class LeafInfo(BaseModel):
 class WorkflowSubmitted(BaseModel):
     """Ids to follow a workflow by: its own, and each task's."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"id": "9b2e…", "tasks": []}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "9b2e…",
+                    "statusUrl": "/workflows/9b2e…",
+                    "eventsUrl": "/workflows/9b2e…/events",
+                    "tasks": [{"path": "workflow", "task": "add", "taskId": "6f1c…"}],
+                }
+            ]
+        }
+    )
 
     id: str
     status_url: str = Field(serialization_alias="statusUrl")
     events_url: str = Field(serialization_alias="eventsUrl")
     tasks: list[LeafInfo]
+
+
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled", "Skipped"]
+assert set(get_args(Phase)) == set(NODE_PHASES), "phases drifted from celery_harder.workflow.status"
+
+
+class NodeStatusBody(BaseModel):
+    """One task of a workflow: where it sits, its Celery state and phase, result or error."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    path: str
+    task: str
+    task_id: str = Field(alias="taskId")
+    state: str = Field(description="Celery's state name (PENDING, STARTED, SUCCESS, …).")
+    phase: Phase
+    result: Any = Field(None, description="The result, or a cut preview of a large one.")
+    error: dict[str, str] | None = None
+    progress: dict[str, Any] | None = None
+    started_at: str | None = Field(None, alias="startedAt")
+    finished_at: str | None = Field(None, alias="finishedAt")
+
+
+class WorkflowStatusBody(BaseModel):
+    """A workflow's phase, why, how far (`done/total`), each task, and the final result."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+    reason: str
+    message: str
+    progress: str = Field(pattern=r"^[0-9]+/[0-9]+$", examples=["2/3"])
+    counts: dict[str, int] = Field(description="Tasks per phase, and `total`.")
+    result: Any = None
+    failed_node: str | None = Field(None, alias="failedNode")
+    created_at: str | None = Field(None, alias="createdAt")
+    started_at: str | None = Field(None, alias="startedAt")
+    finished_at: str | None = Field(None, alias="finishedAt")
+    deadline: str | None = None
+    nodes: list[NodeStatusBody]

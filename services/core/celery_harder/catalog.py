@@ -8,11 +8,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from celery_harder.documents import MAX_TOP_TERMS, REPORT_NAME_PATTERN
 
-FiniteNumber = Annotated[float | int, Field(allow_inf_nan=False)]
+# Strict: JSON numbers only. Lax mode would take `false` as 0 and "2" as 2, so a
+# request the OpenAPI document calls invalid would be run.
+StrictInt = Annotated[int, Field(strict=True)]
+StrictFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+FiniteNumber = StrictInt | StrictFloat
+
+
+def json_number_only(value: Any) -> Any:
+    """Refuse booleans and strings where a number is expected (lax mode would convert them)."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# An integer as JSON Schema means it: 2 and 2.0, never true or "2".
+JsonInt = Annotated[int, BeforeValidator(json_number_only)]
 
 
 class TaskArgs(BaseModel):
@@ -40,7 +55,7 @@ class RequestInfoArgs(TaskArgs):
 
 
 class SleepArgs(TaskArgs):
-    seconds: float = Field(ge=0, le=3600, allow_inf_nan=False)
+    seconds: float = Field(ge=0, le=3600, strict=True, allow_inf_nan=False)
 
 
 class FailArgs(TaskArgs):
@@ -49,7 +64,7 @@ class FailArgs(TaskArgs):
 
 class SplitArgs(TaskArgs):
     text: str
-    lines_per_chunk: int = Field(200, ge=1, le=1_000_000)
+    lines_per_chunk: JsonInt = Field(200, ge=1, le=1_000_000)
 
 
 class AnalyseArgs(TaskArgs):
@@ -63,7 +78,7 @@ class MergeArgs(TaskArgs):
 class WriteReportArgs(TaskArgs):
     stats: dict[str, Any]
     name: str | None = Field(None, pattern=REPORT_NAME_PATTERN)
-    top: int = Field(10, ge=1, le=MAX_TOP_TERMS)
+    top: JsonInt = Field(10, ge=1, le=MAX_TOP_TERMS)
 
 
 @dataclass(frozen=True)
@@ -180,6 +195,11 @@ def validate_call(
         raise ArgumentError(
             name,
             [{"loc": ("args",), "msg": f"takes at most {len(positional)} positional arguments"}],
+        )
+    if offset and params and params[0] in kwargs:
+        # Celery passes the previous result positionally: naming it too is a TypeError at run time.
+        raise ArgumentError(
+            name, [{"loc": (params[0],), "msg": "is the previous step's result; do not name it"}]
         )
     bound = dict(zip(positional, args, strict=False))
     duplicated = sorted(set(bound) & set(kwargs))

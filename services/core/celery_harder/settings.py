@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from celery_harder import defaults
@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body the API accepts (413 above)."
     )
+    api_auth: bool = Field(
+        True,
+        description="Require an API key (X-API-Key) except on /healthz, /readyz and /metrics.",
+    )
+    # A secret type although it holds digests only: it stays out of reprs and logs.
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="Accepted API keys as `name:scope[,scope]:sha256hex` entries, space-separated.",
+    )
 
     workflow_max_leaves: int = Field(1000, ge=1, description="Most tasks one workflow may hold.")
     workflow_max_depth: int = Field(
@@ -69,6 +78,10 @@ class Settings(BaseSettings):
 
     workflow_poll_interval: float = Field(
         0.5, gt=0, description="Seconds between status reads of the SSE stream and the reaper."
+    )
+
+    sse_max_seconds: float = Field(
+        300.0, gt=0, description="Seconds one SSE stream lasts at most; clients reconnect."
     )
 
     operator_poll_interval: float = Field(

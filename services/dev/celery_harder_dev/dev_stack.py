@@ -60,17 +60,41 @@ def wait_http(stack: Stack, url: str, what: str) -> None:
     wait_until(ok, READY_TIMEOUT, what, interval=0.2)
 
 
-def print_banner(workdir: Path, api: str, flower: str, broker: str) -> None:
+AUTH_OFF_WARNING = """\
+!!! API authentication is OFF: anyone who reaches the API can run tasks.
+!!! make dev turns it off unless CELERY_HARDER_API_KEYS is set; to turn it on:
+!!!   python -m celery_harder_api.auth me read,submit   # prints a key and its entry
+!!!   CELERY_HARDER_API_KEYS='<entry>' make dev"""
+
+
+def api_auth_env(environ: dict[str, str]) -> dict[str, str]:
+    """The API's auth setting under make dev: on exactly when keys are configured."""
+    enabled = bool(environ.get("CELERY_HARDER_API_KEYS", "").strip())
+    return {"CELERY_HARDER_API_AUTH": "true" if enabled else "false"}
+
+
+def auth_banner(auth_env: dict[str, str]) -> str:
+    """The loud line(s) that say whether the API asks for a key."""
+    if auth_env["CELERY_HARDER_API_AUTH"] == "true":
+        return "API authentication is ON: send a key from CELERY_HARDER_API_KEYS as X-API-Key."
+    return AUTH_OFF_WARNING
+
+
+def print_banner(
+    workdir: Path, api: str, flower: str, broker: str, auth_env: dict[str, str]
+) -> None:
     """Where everything is, and one request to paste."""
     body = '{"x": 2, "y": 3}'
+    key = " -H 'X-API-Key: <your key>'" if auth_env["CELERY_HARDER_API_AUTH"] == "true" else ""
     lines = [
         f"celery-harder is up (logs in {workdir}):",
         f"  API     {api}  (docs {api}/docs)",
         f"  Flower  {flower}",
         f"  Redis   {broker}",
+        auth_banner(auth_env),
         "Try:",
-        f"  curl -s -X POST {api}/add -H 'Content-Type: application/json' -d '{body}'",
-        f"  curl -s {api}/result/<task_id>",
+        f"  curl -s -X POST {api}/add{key} -H 'Content-Type: application/json' -d '{body}'",
+        f"  curl -s{key} {api}/result/<task_id>",
         "Ctrl-C stops everything.",
     ]
     print("\n".join(lines), flush=True)
@@ -98,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         "CELERY_HARDER_DATA_DIR": str(workdir / "data"),
         "CELERY_HARDER_HEARTBEAT_FILE": str(workdir / "worker.heartbeat"),
     }
+    auth_env = api_auth_env(dict(os.environ))
+    print(auth_banner(auth_env), flush=True)
     try:
         broker = os.environ.get("CELERY_BROKER_URL")
         if not broker:
@@ -107,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_until(lambda: port_open(port), READY_TIMEOUT, "redis-server")
         env["CELERY_BROKER_URL"] = broker
         stack.start("worker", worker_command(BIN, ns.concurrency), env)
-        stack.start("api", api_command(BIN, ns.api_port), env)
+        stack.start("api", api_command(BIN, ns.api_port), {**env, **auth_env})
         stack.start("flower", flower_command(BIN, ns.flower_port), env)
         api = f"http://127.0.0.1:{ns.api_port}"
         flower = f"http://127.0.0.1:{ns.flower_port}"
@@ -120,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             return bool(heartbeat.exists())
 
         wait_until(worker_ready, READY_TIMEOUT, "worker")
-        print_banner(workdir, api, flower, broker)
+        print_banner(workdir, api, flower, broker, auth_env)
         while not stopping:
             stack.check_alive()
             time.sleep(0.5)  # supervision tick, not synchronisation

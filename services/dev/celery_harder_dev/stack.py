@@ -6,6 +6,7 @@ tests (tests/support/stack.py), `make bench` and `make chaos` all start them her
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from celery_harder_api.auth import HEADER, entry_for
 from celery_harder_dev.local_processes import (
     ProcessExited,
     api_command,
@@ -198,25 +200,67 @@ def running_worker(stack: StackEnv, name: str = "w1", concurrency: int = 2) -> I
         stop_process(worker.process, timeout=30)
 
 
+@dataclass(frozen=True)
+class StackKeys:
+    """The API keys every test API accepts: one per scope set, made fresh per process."""
+
+    full: str  # read and submit
+    read_only: str
+    submit_only: str
+
+    @classmethod
+    def fresh(cls) -> "StackKeys":
+        return cls(*(secrets.token_urlsafe(24) for _ in range(3)))
+
+    def env_value(self) -> str:
+        """The CELERY_HARDER_API_KEYS value that configures the three."""
+        return " ".join(
+            [
+                entry_for("tests", ["read", "submit"], self.full),
+                entry_for("reader", ["read"], self.read_only),
+                entry_for("submitter", ["submit"], self.submit_only),
+            ]
+        )
+
+
+KEYS = StackKeys.fresh()
+
+
 @dataclass
 class ApiServer:
-    """uvicorn serving the FastAPI app."""
+    """uvicorn serving the FastAPI app; `key` is what its clients send (None: auth off)."""
 
     url: str
     process: subprocess.Popen[bytes]
+    key: str | None = KEYS.full
 
-    def client(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+    def client(self, timeout: float = 10.0, key: str | None = None) -> httpx.Client:
+        """A client that sends `key`, by default the full-scope test key."""
+        sent = key or self.key
+        headers = {HEADER: sent} if sent else {}
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
 
 @contextmanager
-def running_api(stack: StackEnv, extra_env: dict[str, str] | None = None) -> Iterator[ApiServer]:
-    """uvicorn on a free port, ready when /healthz answers."""
+def running_api(
+    stack: StackEnv, extra_env: dict[str, str] | None = None, auth: bool = True
+) -> Iterator[ApiServer]:
+    """uvicorn on a free port, ready when /healthz answers.
+
+    With `auth` the API accepts the three KEYS and clients send the full one; without,
+    it runs with CELERY_HARDER_API_AUTH=false, as `make dev` does by default.
+    """
     port = free_port()
     cmd = [*api_command(BIN, port), "--log-level", "warning"]
     log = stack.workdir / f"api-{port}.log"
-    proc = start_process(cmd, log=log, env={**stack.env("api"), **(extra_env or {})})
-    server = ApiServer(f"http://127.0.0.1:{port}", proc)
+    auth_env = (
+        {"CELERY_HARDER_API_AUTH": "true", "CELERY_HARDER_API_KEYS": KEYS.env_value()}
+        if auth
+        else {"CELERY_HARDER_API_AUTH": "false"}
+    )
+    env = {**stack.env("api"), **auth_env, **(extra_env or {})}
+    proc = start_process(cmd, log=log, env=env)
+    server = ApiServer(f"http://127.0.0.1:{port}", proc, KEYS.full if auth else None)
 
     def healthy() -> bool:
         if proc.poll() is not None:

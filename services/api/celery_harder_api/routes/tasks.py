@@ -8,16 +8,20 @@ from fastapi import APIRouter, Body, HTTPException, Request, status
 from celery_harder import catalog
 from celery_harder.catalog import AddArgs, RequestInfoArgs, TaskSpec
 from celery_harder_api.blocking import off_loop
-from celery_harder_api.dependencies import AppSettings, Client
-from celery_harder_api.schemas import (
-    CatalogEntry,
-    TaskCall,
-    TaskResult,
-    TaskSubmitted,
-    catalog_entries,
-)
+from celery_harder_api.calls import TaskCall
+from celery_harder_api.dependencies import AppSettings, CanRead, CanSubmit, Client
+from celery_harder_api.errors import documented
+from celery_harder_api.schemas import CatalogEntry, TaskResult, TaskSubmitted, catalog_entries
 
 router = APIRouter(tags=["tasks"])
+SUBMIT_RESPONSES = documented(401, 403, 413, 422, 503)
+TASK_CALL_EXAMPLES = {
+    "add": {"summary": "add(2, 3)", "value": {"task": "add", "args": [2, 3]}},
+    "sleep": {
+        "summary": "sleep(seconds=10)",
+        "value": {"task": "sleep", "kwargs": {"seconds": 10}},
+    },
+}
 
 
 def example_of(spec: TaskSpec) -> dict[str, Any]:
@@ -39,7 +43,12 @@ async def submit(
     return TaskSubmitted(task_id=task_id)
 
 
-@router.post("/add", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/add",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[CanSubmit],
+    responses=SUBMIT_RESPONSES,
+)
 async def add(
     body: Annotated[AddArgs, Body(openapi_examples=example_of(catalog.ADD))],
     request: Request,
@@ -50,7 +59,12 @@ async def add(
     return await submit(request, client, settings, catalog.ADD.name, [body.x, body.y])
 
 
-@router.post("/test-request-info", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/test-request-info",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[CanSubmit],
+    responses=SUBMIT_RESPONSES,
+)
 async def test_request_info(
     body: Annotated[RequestInfoArgs, Body(openapi_examples=example_of(catalog.REQUEST_INFO))],
     request: Request,
@@ -63,21 +77,31 @@ async def test_request_info(
     )
 
 
-@router.post("/tasks", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/tasks",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[CanSubmit],
+    responses=SUBMIT_RESPONSES,
+)
 async def submit_call(
-    body: TaskCall, request: Request, client: Client, settings: AppSettings
+    body: Annotated[TaskCall, Body(openapi_examples=TASK_CALL_EXAMPLES)],
+    request: Request,
+    client: Client,
+    settings: AppSettings,
 ) -> TaskSubmitted:
     """Queue any catalog task by name."""
     return await submit(request, client, settings, body.task, body.args, body.kwargs)
 
 
-@router.get("/tasks")
+@router.get("/tasks", dependencies=[CanRead], responses=documented(401, 403))
 async def list_tasks() -> list[CatalogEntry]:
     """The task catalog: names, parameters, argument schemas and examples."""
     return catalog_entries()
 
 
-@router.get("/result/{task_id}", responses={404: {"description": "never issued"}})
+@router.get(
+    "/result/{task_id}", dependencies=[CanRead], responses=documented(401, 403, 404, 422, 503)
+)
 async def result(task_id: str, client: Client, settings: AppSettings) -> TaskResult:
     """A task's state, result, progress meta and error."""
     found = await off_loop(client.status, task_id, timeout=settings.redis_timeout + 1)

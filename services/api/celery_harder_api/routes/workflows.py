@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,7 +19,8 @@ from celery_harder.workflow.templates import (
     group_spec,
 )
 from celery_harder_api.blocking import off_loop
-from celery_harder_api.dependencies import AppSettings
+from celery_harder_api.dependencies import AppSettings, CanRead, CanSubmit
+from celery_harder_api.errors import documented
 from celery_harder_api.schemas import (
     ChainRequest,
     ChordRequest,
@@ -26,11 +28,14 @@ from celery_harder_api.schemas import (
     GroupRequest,
     LeafInfo,
     WorkflowRequest,
+    WorkflowStatusBody,
     WorkflowSubmitted,
 )
 
 router = APIRouter(tags=["workflows"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown workflow id"}}
+SUBMIT_RESPONSES = documented(401, 403, 413, 422, 503)
+READ_RESPONSES = documented(401, 403, 404, 422, 503)
+CANCEL_RESPONSES = documented(401, 403, 404, 413, 422, 503)
 
 
 def get_engine(request: Request) -> WorkflowEngine:
@@ -68,7 +73,7 @@ async def read_status(engine: WorkflowEngine, settings: AppSettings, wid: str) -
     return found
 
 
-@router.post("/chain", status_code=202, response_model_by_alias=True)
+@router.post("/chain", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_chain(
     body: ChainRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -76,7 +81,7 @@ async def post_chain(
     return await submit(engine, settings, chain_spec([c.model_dump() for c in body.steps]))
 
 
-@router.post("/group", status_code=202, response_model_by_alias=True)
+@router.post("/group", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_group(
     body: GroupRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -84,7 +89,7 @@ async def post_group(
     return await submit(engine, settings, group_spec([c.model_dump() for c in body.tasks]))
 
 
-@router.post("/chord", status_code=202, response_model_by_alias=True)
+@router.post("/chord", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_chord(
     body: ChordRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -93,7 +98,7 @@ async def post_chord(
     return await submit(engine, settings, spec)
 
 
-@router.post("/workflows", status_code=202, response_model_by_alias=True)
+@router.post("/workflows", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_workflow(
     body: WorkflowRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -101,7 +106,7 @@ async def post_workflow(
     return await submit(engine, settings, body.workflow, body.timeout_seconds)
 
 
-@router.post("/documents", status_code=202, response_model_by_alias=True)
+@router.post("/documents", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_document(
     body: DocumentRequest, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
@@ -110,26 +115,34 @@ async def post_document(
     return await submit(engine, settings, spec)
 
 
-@router.get("/workflows/{workflow_id}", responses=NOT_FOUND)
-async def get_workflow(workflow_id: str, engine: Engine, settings: AppSettings) -> dict[str, Any]:
+@router.get("/workflows/{workflow_id}", dependencies=[CanRead], responses=READ_RESPONSES)
+async def get_workflow(
+    workflow_id: str, engine: Engine, settings: AppSettings
+) -> WorkflowStatusBody:
     """Phase, progress, per-node states and the result."""
-    return status_document(await read_status(engine, settings, workflow_id))
+    doc = status_document(await read_status(engine, settings, workflow_id))
+    return WorkflowStatusBody.model_validate(doc)
 
 
-@router.delete("/workflows/{workflow_id}", status_code=202, responses=NOT_FOUND)
+@router.delete(
+    "/workflows/{workflow_id}",
+    status_code=202,
+    dependencies=[CanSubmit],
+    responses=CANCEL_RESPONSES,
+)
 async def cancel_workflow(
     workflow_id: str,
     engine: Engine,
     settings: AppSettings,
     terminate: Annotated[bool, Query(description="Also kill tasks already running.")] = False,
-) -> dict[str, Any]:
+) -> WorkflowStatusBody:
     """Cancel: nothing further starts; running tasks finish unless `terminate`."""
     found = await off_loop(
         lambda: engine.cancel(workflow_id, terminate=terminate), timeout=settings.redis_timeout + 5
     )
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"workflow {workflow_id} does not exist")
-    return status_document(found)
+    return WorkflowStatusBody.model_validate(status_document(found))
 
 
 def change_id(doc: dict[str, Any]) -> str:
@@ -150,7 +163,10 @@ async def existing_status(
 
 
 @router.get(
-    "/workflows/{workflow_id}/events", response_class=EventSourceResponse, responses=NOT_FOUND
+    "/workflows/{workflow_id}/events",
+    response_class=EventSourceResponse,
+    dependencies=[CanRead],
+    responses=documented(401, 403, 404, 422, 503, json_media=True),
 )
 async def workflow_events(
     workflow_id: str,
@@ -163,17 +179,21 @@ async def workflow_events(
 
     Each event's `id` names the status it carries; a client that reconnects with
     `Last-Event-ID` gets only what changed since. A `: ping` comment every 15 s keeps
-    proxies with an idle timeout from cutting a stream that waits on a long task.
+    proxies with an idle timeout from cutting a stream that waits on a long task. A
+    stream ends after CELERY_HARDER_SSE_MAX_SECONDS even if the workflow runs on;
+    EventSource reconnects by itself and misses nothing.
     """
     current: WorkflowStatus | None = first
     last = last_event_id
+    # Bounded, so that no connection (a forgotten client, a fuzzer) is held for hours.
+    ends = time.monotonic() + settings.sse_max_seconds
     while current is not None:
         doc = status_document(current)
         event_id = change_id(doc)
         if event_id != last:
             last = event_id
             yield ServerSentEvent(data=doc, event="status", id=event_id)
-        if current.finished:
+        if current.finished or time.monotonic() >= ends:
             return
         await asyncio.sleep(settings.workflow_poll_interval)  # the poll period
         current = await off_loop(engine.status, workflow_id, timeout=settings.redis_timeout + 5)

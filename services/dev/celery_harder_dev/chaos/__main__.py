@@ -47,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="write the report (Markdown) here")
     args = parser.parse_args(argv)
-    # The soak's API runs with auth off, as `make dev` does without keys.
-    os.environ.pop("CELERY_HARDER_API_KEYS", None)
     size: Size = SIZES[args.size]
     workdir = Path(tempfile.mkdtemp(prefix="celery-harder-chaos-"))
     started = time.monotonic()

@@ -3,10 +3,9 @@
 A real uvicorn over a real Redis, no worker: accepted tasks wait in the queue, so
 the API's own work is what is measured. The load comes from `hey` (Debian's
 package; `make load-tools` installs it), one process per kind of request, so every
-answer is known to belong to a valid or an invalid request. The API runs with no
-API keys configured (auth off, as `make dev`); a key given here is sent as
-`X-API-Key` on every request, so the soak keeps working against an API that
-requires one.
+answer is known to belong to a valid or an invalid request. The API runs as the
+chart runs it, with auth on: every request carries the test stack's full-scope key
+in `X-API-Key`, so key checking is part of what is measured.
 """
 
 import json
@@ -137,11 +136,9 @@ def soak_api(
     )
 
 
-def run_soak(
-    workdir: Path, seconds: float, warmup: float, api_key: str | None = None
-) -> SoakResult:
-    """Start Redis and the API in `workdir` and soak the API."""
+def run_soak(workdir: Path, seconds: float, warmup: float) -> SoakResult:
+    """Start Redis and the API (auth on) in `workdir` and soak the API with its key."""
     with running_redis(workdir / "redis") as server:
         stack = StackEnv(broker_url=server.url(), workdir=workdir)
         with running_api(stack) as api:
-            return soak_api(api, seconds, warmup, api_key=api_key)
+            return soak_api(api, seconds, warmup, api_key=api.key)
