@@ -23,9 +23,11 @@ from celery_harder_dev.chaos.ledger import Ledger
 from celery_harder_dev.local_processes import stop_process, wait_until
 from celery_harder_dev.stack import (
     AofRedis,
+    ApiServer,
     StackEnv,
     Worker,
     aof_redis,
+    running_api,
     running_worker,
     start_worker,
 )
@@ -152,6 +154,29 @@ def workflow_redelivery(run: CaseRun) -> str:
     return f"{killed} leaves killed mid-run; {len(samples)} status reads, last {samples[-1].phase}"
 
 
+def chord_redelivery(run: CaseRun) -> str:
+    """A chord whose header tasks are killed mid-run and redelivered: its body runs once."""
+    engine = WorkflowEngine(run.ledger.client)
+    header = [{"task": "sleep", "args": [run.size.stream]}] * (run.size.tasks - 1)
+    # An immutable body (Celery's .si()) ignores the header's results: what is counted
+    # is whether the chord's counter fired it once, not what it computed from them.
+    body = {"task": "add", "args": [1, 2], "immutable": True}
+    submitted = engine.submit({"chord": {"header": header, "body": body}})
+    run.ledger.ids.extend(leaf.task_id for leaf in submitted.leaves)
+    body_id = submitted.leaves[-1].task_id
+    with running_worker(run.stack, "w1", CONCURRENCY) as worker:
+        killed = kill_running(run, worker, run.size.pool_kills)
+        run.ledger.wait_final(run.size.bound())
+    body_runs = run.ledger.starts()[body_id]
+    status = engine.status(submitted.id)
+    result = status.result if status is not None else None
+    if body_runs != 1:
+        run.violations.append(f"the chord body ran {body_runs} times")
+    if status is None or status.phase != "Succeeded" or result != 3:
+        run.violations.append(f"the chord ended {status and status.phase} with {result!r}")
+    return f"{killed} header tasks killed mid-run; the body ran {body_runs} time(s)"
+
+
 def main_kill(run: CaseRun) -> str:
     """kill -9 of the whole worker (main process and pool, as when its pod dies)."""
     run.stack.extra["CELERY_HARDER_VISIBILITY_TIMEOUT"] = str(SHORT_VISIBILITY)
@@ -194,17 +219,53 @@ def shutdown(sig: signal.Signals, soft_timeout: float | None) -> Callable[[CaseR
     return case
 
 
+# "Quickly": a submit during an outage must be refused within this many seconds
+# (redis_timeout is 2 s; the publish retry policy adds under a second).
+REFUSE_WITHIN = 5.0
+
+
+def probe_outage(api: ApiServer, until: float) -> tuple[list[int], float]:
+    """POST /add until `until` (monotonic) while Redis is down: the codes, the slowest answer."""
+    codes: list[int] = []
+    slowest = 0.0
+    with api.client(timeout=30) as http:
+        while time.monotonic() < until:
+            started = time.monotonic()
+            codes.append(http.post("/add", json={"x": 1, "y": 1}).status_code)
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.5)  # pacing the probes, not waiting for a state
+    return codes, slowest
+
+
+def api_accepts(api: ApiServer) -> bool:
+    """Whether the API takes a submit again (the task is not counted: no result awaited)."""
+    with api.client(timeout=10) as http:
+        return http.post("/add", json={"x": 1, "y": 1}).status_code == 202
+
+
 def redis_kill(run: CaseRun) -> str:
-    """kill -9 of Redis with tasks queued and running, restarted from its AOF later."""
-    with running_worker(run.stack, "w1", CONCURRENCY) as worker:
+    """kill -9 of Redis with tasks queued and running, restarted from its AOF later; the
+    API is probed throughout: 503 quickly while Redis is down, 202 again by itself."""
+    with running_worker(run.stack, "w1", CONCURRENCY) as worker, running_api(run.stack) as api:
         run.ledger.wait_running(run.workload())
         run.redis.kill()
-        time.sleep(run.size.outage)  # the outage itself, not a wait for a state
+        codes, slowest = probe_outage(api, time.monotonic() + run.size.outage)
         run.redis.start()
+        restarted = time.monotonic()
+        wait_until(partial(api_accepts, api), 30, "the API accepting work again")
+        api_back = time.monotonic() - restarted
         _, seconds = run.ledger.wait_final(run.size.bound())
         same = worker.process.poll() is None
+    if set(codes) != {503} or slowest > REFUSE_WITHIN:
+        run.violations.append(
+            f"API during the outage: codes {sorted(set(codes))}, slowest {slowest:.1f} s"
+        )
     kept = "the same worker consumed again" if same else "the worker had exited"
-    return f"down {run.size.outage:.0f} s; all final {seconds:.1f} s after the restart; {kept}"
+    return (
+        f"down {run.size.outage:.0f} s; API: {len(codes)} submits refused with 503 in at most "
+        f"{slowest:.1f} s, 202 again {api_back:.1f} s after the restart; all final "
+        f"{seconds:.1f} s after the restart; {kept}"
+    )
 
 
 def connection_drop(run: CaseRun) -> str:
@@ -232,6 +293,11 @@ CASES = (
     Case("sigquit", "worker: SIGQUIT after a 1 s soft shutdown", shutdown(signal.SIGQUIT, 1.0)),
     Case("redis-kill", "Redis: kill -9 and restart (AOF, appendfsync always)", redis_kill),
     Case("connection-drop", "Redis: every client connection dropped, Redis up", connection_drop),
+    Case(
+        "chord-redelivery",
+        "chord: header tasks killed mid-run and redelivered, the body counted",
+        chord_redelivery,
+    ),
     Case(
         "workflow-redelivery",
         "workflow: group leaves killed mid-run and redelivered, status read throughout",
