@@ -84,8 +84,10 @@ bench: venv
 	$(BIN)/python -m bench
 
 # The full reliability suite (about 6 minutes); a short run of it is part of `make test`.
+# The disruptions and the soak, then the OpenAPI contract fuzzed at 5,000 cases.
 chaos: venv load-tools
 	$(BIN)/python -m celery_harder_dev.chaos --size full --out docs/chaos-results.md
+	CELERY_HARDER_FUZZ_CASES=5000 $(BIN)/pytest -q -s -p no:cacheprovider tests/stack/test_contract_fuzz.py
 
 constraints: venv
 	(echo "# Every Python dependency pinned: make test and the images install with -c this file."; \
