@@ -18,7 +18,7 @@ def test_the_queue_list_is_comma_or_space_separated_and_keeps_order() -> None:
     assert split_queue_list("") == ()
 
 
-@pytest.mark.parametrize("bad", ["", "-x", "a b", "a\x06\x163", "x" * 65, "ü"])
+@pytest.mark.parametrize("bad", ["", "a,b", "a b", "a\x06\x163", "x" * 201, "ü"])
 def test_malformed_queue_names_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="must match"):
         check_queue_name(bad)

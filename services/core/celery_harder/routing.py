@@ -4,9 +4,10 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-# Letters, digits and `_.:-`, up to 64 characters: a Redis key stem that kombu's priority
-# suffix (`\x06\x16<step>`) cannot collide with, and that a chart renders unquoted safely.
-QUEUE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+# Letters, digits and `_.:-`: no separator of CELERY_HARDER_QUEUES, no control character
+# that kombu's priority suffix (`\x06\x16<step>`) could collide with. The chart's
+# values.schema.json holds the same pattern for every queue it renders.
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 
