@@ -45,9 +45,7 @@ def test_the_api_and_operator_read_the_chart_queues(helm):
     """CELERY_HARDER_QUEUES as rendered parses to the same list in the services' settings."""
     render = render_case(helm, "pools")
     config = _config(render)
-    settings = Settings(
-        queue=config["CELERY_HARDER_QUEUE"], queues=config["CELERY_HARDER_QUEUES"]
-    )
+    settings = Settings(queue=config["CELERY_HARDER_QUEUE"], queues=config["CELERY_HARDER_QUEUES"])
     assert settings.known_queues == ("celery", "cpu", "reports", "io")
     assert sorted(_pools(render)) == ["cpu", "default", "io"]
 
