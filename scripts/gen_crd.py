@@ -71,7 +71,7 @@ def node(level: int) -> dict:
             },
             "options": {
                 "type": "object",
-                "description": "Celery call options: priority, time_limit, soft_time_limit (checked by the operator).",
+                "description": "Celery call options: priority, time_limit, soft_time_limit, queue (a configured queue; checked by the operator).",
                 "x-kubernetes-preserve-unknown-fields": True,
             },
             "immutable": {

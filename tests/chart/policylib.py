@@ -32,7 +32,34 @@ def _case_values(case):
 
 
 def _worker(render):
+    """The default pool's Deployment (its name predates pools and is kept)."""
     return render.get("Deployment", "celery-harder-worker")
+
+
+def _pools(render):
+    """Every worker pool's Deployment by pool name (label celery-harder.io/pool)."""
+    return {
+        pod_labels(d)["celery-harder.io/pool"]: d
+        for d in render.of_kind("Deployment")
+        if "celery-harder.io/pool" in pod_labels(d)
+    }
+
+
+def _pool_queues(deployment):
+    """The queues a pool's worker consumes: its `-Q` argument."""
+    (container,) = pod_spec(deployment)["containers"]
+    args = container["args"]
+    return args[args.index("-Q") + 1].split(",")
+
+
+def _pool_values(case, pool):
+    """What the case's values say of one pool: its own keys over `worker.*`, `keda.*` over it."""
+    values = _case_values(case)
+    worker, keda = values.get("worker", {}), values.get("keda", {})
+    if pool == "default":
+        return {**worker, "keda": keda}
+    (own,) = [p for p in values.get("workers", []) if p["name"] == pool]
+    return {**worker, **own, "keda": {**keda, "targetPerReplica": None, **own.get("keda", {})}}
 
 
 def _worker_command(render):

@@ -95,11 +95,11 @@ def test_alerts_fire_on_the_mixin_thresholds(tmp_path):
                     },
                     # one worker down for good, one up
                     {
-                        "series": f'celery_worker_up{{namespace="{NS}",hostname="worker@a"}}',
+                        "series": f'celery_worker_up{{namespace="{NS}",hostname="default@a"}}',
                         "values": "0x40",
                     },
                     {
-                        "series": f'celery_worker_up{{namespace="{NS}",hostname="worker@b"}}',
+                        "series": f'celery_worker_up{{namespace="{NS}",hostname="cpu@b"}}',
                         "values": "1x40",
                     },
                 ],
@@ -162,11 +162,12 @@ def test_alerts_fire_on_the_mixin_thresholds(tmp_path):
                                 "exp_labels": {
                                     "severity": "critical",
                                     "namespace": NS,
-                                    "hostname": "worker@a",
+                                    "hostname": "default@a",
+                                    "pool": "default",
                                 },
                                 "exp_annotations": {
                                     "summary": "A Celery worker is down.",
-                                    "description": "Celery worker worker@a has been down for 15 minutes.",  # noqa: E501
+                                    "description": "Celery worker default@a of pool default has been down for 15 minutes.",  # noqa: E501
                                 },
                             },
                         ],

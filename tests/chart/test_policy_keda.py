@@ -12,7 +12,9 @@ from .policylib import (
     SEP,
     _case_values,
     _config,
-    _worker,
+    _pool_queues,
+    _pool_values,
+    _pools,
     _worker_command,
     worker_broker_db,
     worker_broker_host,
@@ -22,28 +24,39 @@ from .policylib import (
 @pytest.mark.parametrize("helm,case", CASES)
 def test_scaledobject_counts_the_queue_its_priority_lists_and_work_in_flight(helm, case):
     render = render_case(helm, case)
-    worker = _worker(render)
-    if case == "keda-off":
-        assert worker["spec"]["replicas"] == 3
-        return
-    assert "replicas" not in worker["spec"], "KEDA on: the Deployment must not set replicas"
-    (so,) = render.of_kind("ScaledObject")
-    cmd = _worker_command(render)
-    queue = cmd[cmd.index("-Q") + 1]
-    triggers = so["spec"]["triggers"]
-    names = [t["metadata"]["listName"] for t in triggers]
-    # waiting: the queue and its priority lists; in flight: kombu's `unacked` hash
-    assert names == [queue, f"{queue}{SEP}3", f"{queue}{SEP}6", f"{queue}{SEP}9", "unacked"]
-    assert so["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    # the formula sums every trigger, by name
-    formula = so["spec"]["advanced"]["scalingModifiers"]["formula"]
-    assert sorted(re.findall(r"\w+", formula)) == sorted(t["name"] for t in triggers)
-    assert set(re.sub(r"\w+", "", formula).replace(" ", "")) == {"+"}
-    values = _case_values(case).get("keda", {})
-    assert so["spec"]["minReplicaCount"] == values.get("minReplicaCount", 1)
-    concurrency = _case_values(case).get("worker", {}).get("concurrency", 2)
-    target = str(values.get("targetPerReplica") or concurrency)
-    assert so["spec"]["advanced"]["scalingModifiers"]["target"] == target
+    scaled = {so["metadata"]["name"]: so for so in render.of_kind("ScaledObject")}
+    assert len(render.of_kind("Deployment")) > len(_pools(render)) >= 1
+    for pool, deployment in _pools(render).items():
+        values = _pool_values(case, pool)
+        keda = values["keda"]
+        name = deployment["metadata"]["name"]
+        if not keda.get("enabled", True):
+            assert deployment["spec"]["replicas"] == values.get("replicaCount", 1), pool
+            assert name not in scaled, f"pool {pool} has KEDA off but a ScaledObject"
+            continue
+        assert "replicas" not in deployment["spec"], "KEDA on: the Deployment must not set replicas"
+        so = scaled.pop(name)
+        triggers = so["spec"]["triggers"]
+        names = [t["metadata"]["listName"] for t in triggers]
+        # waiting: each queue and its priority lists; in flight: kombu's `unacked` hash
+        waiting = [key for queue in _pool_queues(deployment) for key in queue_keys(queue)]
+        in_flight = ["unacked"] if keda.get("countInFlight", True) else []
+        assert names == waiting + in_flight, pool
+        assert so["spec"]["scaleTargetRef"]["name"] == name
+        assert so["metadata"]["labels"]["celery-harder.io/pool"] == pool
+        # the formula sums every trigger, by name
+        formula = so["spec"]["advanced"]["scalingModifiers"]["formula"]
+        assert sorted(re.findall(r"\w+", formula)) == sorted(t["name"] for t in triggers)
+        assert set(re.sub(r"\w+", "", formula).replace(" ", "")) == {"+"}
+        assert so["spec"]["minReplicaCount"] == keda.get("minReplicaCount", 1)
+        assert so["spec"]["maxReplicaCount"] == keda.get("maxReplicaCount", 10)
+        target = str(keda.get("targetPerReplica") or values.get("concurrency", 2))
+        assert so["spec"]["advanced"]["scalingModifiers"]["target"] == target
+        _check_triggers_authenticate(render, case, deployment, triggers)
+    assert scaled == {}, f"ScaledObjects without a pool: {sorted(scaled)}"
+
+
+def _check_triggers_authenticate(render, case, worker, triggers):
     # every trigger authenticates through the TriggerAuthentication that reads the pods' Redis Secret  # noqa: E501
     (ta,) = render.of_kind("TriggerAuthentication")
     refs = {r["parameter"]: r for r in ta["spec"]["secretTargetRef"]}

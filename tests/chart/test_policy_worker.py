@@ -3,7 +3,16 @@
 import pytest
 
 from .chartlib import HELMS, pod_labels, pod_spec, render_case, render_sets
-from .policylib import CASES, _case_values, _config, _worker, _worker_command
+from .policylib import (
+    CASES,
+    _case_values,
+    _config,
+    _pool_queues,
+    _pool_values,
+    _pools,
+    _worker,
+    _worker_command,
+)
 
 
 @pytest.mark.parametrize("helm,case", CASES)
@@ -51,13 +60,41 @@ def test_grace_period_follows_the_time_limits(helm):
 
 @pytest.mark.parametrize("helm,case", CASES)
 def test_pdb_never_blocks_all_evictions(helm, case):
+    """One budget per pool, each selecting its own pool's pods only (two budgets on one
+    pod make every eviction of it fail)."""
     render = render_case(helm, case)
-    (pdb,) = render.of_kind("PodDisruptionBudget")
-    spec = pdb["spec"]
-    assert "minAvailable" not in spec
-    max_unavailable = spec["maxUnavailable"]
-    if isinstance(max_unavailable, str):
-        assert max_unavailable.endswith("%") and int(max_unavailable[:-1]) > 0
-    else:
-        assert max_unavailable >= 1
-    assert spec["selector"]["matchLabels"].items() <= pod_labels(_worker(render)).items()
+    pools = _pools(render)
+    budgets = render.of_kind("PodDisruptionBudget")
+    assert len(budgets) == len(pools)
+    for pdb in budgets:
+        spec = pdb["spec"]
+        assert "minAvailable" not in spec
+        max_unavailable = spec["maxUnavailable"]
+        if isinstance(max_unavailable, str):
+            assert max_unavailable.endswith("%") and int(max_unavailable[:-1]) > 0
+        else:
+            assert max_unavailable >= 1
+        selector = spec["selector"]["matchLabels"].items()
+        selected = [p for p, d in pools.items() if selector <= pod_labels(d).items()]
+        assert selected == [pdb["metadata"]["labels"]["celery-harder.io/pool"]], selected
+
+
+@pytest.mark.parametrize("helm,case", CASES)
+def test_every_pool_consumes_its_queues_and_the_config_knows_them_all(helm, case):
+    """-Q per pool, the pool's name in the hostname, and CELERY_HARDER_QUEUES = every queue."""
+    render = render_case(helm, case)
+    pools = _pools(render)
+    assert "default" in pools and pools["default"]["metadata"]["name"] == "celery-harder-worker"
+    every = []
+    for pool, deployment in pools.items():
+        values = _pool_values(case, pool)
+        (container,) = pod_spec(deployment)["containers"]
+        expected = values.get("queues", ["celery"])
+        assert _pool_queues(deployment) == expected
+        assert f"--concurrency={values.get('concurrency', 2)}" in container["args"]
+        assert f"--hostname={pool}@%h" in container["args"]
+        if pool != "default":
+            assert deployment["metadata"]["name"] == f"celery-harder-worker-{pool}"
+        assert pod_labels(deployment)["celery-harder.io/redis-client"] == "true"
+        every += expected
+    assert _config(render)["CELERY_HARDER_QUEUES"].split(",") == every

@@ -227,8 +227,9 @@ def test_every_redis_client_verifies_tls_with_the_mounted_ca_when_asked(helm, ca
     external = _case_values(case).get("externalRedis", {})
     tls = external.get("tls", {}).get("enabled", False)
     clients = list(_broker_clients(render))
-    # the API, the worker, Flower, the operator and the exporter
-    assert len({obj["metadata"]["name"] for obj, _, _ in clients}) == 5
+    # the API, every worker pool, Flower, the operator and the exporter
+    pools = len(_case_values(case).get("workers", [])) + 1
+    assert len({obj["metadata"]["name"] for obj, _, _ in clients}) == 4 + pools
     for obj, container, url in clients:
         parts = BROKER_URL.match(url)
         assert parts, url

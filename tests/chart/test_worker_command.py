@@ -28,7 +28,14 @@ def test_the_chart_passes_only_the_flags_that_differ(helm):
     render = render_sets(helm, ("worker.concurrency=3", "worker.extraArgs={--disable-prefetch}"))
     (container,) = pod_spec(render.get("Deployment", "celery-harder-worker"))["containers"]
     assert "command" not in container
-    assert container["args"] == ["--concurrency=3", "-Q", "celery", "--disable-prefetch"]
+    # The pool's name replaces the image's `worker@%h` hostname (the last --hostname wins).
+    assert container["args"] == [
+        "--concurrency=3",
+        "-Q",
+        "celery",
+        "--hostname=default@%h",
+        "--disable-prefetch",
+    ]
 
 
 def test_make_dev_runs_the_entrypoint_with_its_own_flags():

@@ -47,13 +47,16 @@ UPSTREAM_CRDS = [
 ]
 CASES = [
     "defaults", "keda-off", "external-redis", "monitoring-on", "auth-on", "scale-to-zero",
-    "ci-local-cluster",
+    "ci-local-cluster", "pools", "pools-keda-off",
 ]  # fmt: skip
 RELEASE = "celery-harder"
 HOOK_JOB = f"{RELEASE}-secrets"
 HOOK_OBJECTS = ["serviceaccount", "role", "rolebinding", "job"]
 # Cases whose Redis password is generated; external-redis gives one but leaves Flower's empty.
-GENERATED_CASES = {"defaults", "keda-off", "monitoring-on", "scale-to-zero", "ci-local-cluster"}
+GENERATED_CASES = {
+    "defaults", "keda-off", "monitoring-on", "scale-to-zero", "ci-local-cluster",
+    "pools", "pools-keda-off",
+}  # fmt: skip
 HOOK_CASES = GENERATED_CASES | {"external-redis"}
 
 

@@ -7,7 +7,8 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from celery_harder.catalog import CATALOG, ArgumentError, validate_call
-from celery_harder_api.calls import StepCall, TaskCall, arity_variants, model_name
+from celery_harder.workflow.spec import ALLOWED_OPTIONS
+from celery_harder_api.calls import StepCall, TaskCall, arity_variants, model_name, options_schema
 
 CALL_SCHEMA = TypeAdapter(TaskCall).json_schema()
 STEP_SCHEMA = TypeAdapter(StepCall).json_schema()
@@ -116,3 +117,13 @@ def test_one_variant_per_count_of_positional_arguments() -> None:
 )
 def test_integers_are_json_schema_integers(value: Any, ok: bool) -> None:
     assert accepted_by_catalog("documents.split", ["a"], {"lines_per_chunk": value}, False) is ok
+
+
+def test_node_options_schema_follows_allowed_options_with_a_queue_enum() -> None:
+    """Every allowed option is in the schema; `queue` names only the configured queues."""
+    schema = options_schema(("celery", "cpu"))
+    assert set(schema["properties"]) == set(ALLOWED_OPTIONS)
+    assert schema["properties"]["queue"]["enum"] == ["celery", "cpu"]
+    assert valid_by_schema(schema, {"queue": "cpu", "priority": 3})
+    assert not valid_by_schema(schema, {"queue": "gpu"})
+    assert options_schema()["properties"]["queue"]["enum"] == ["celery"]

@@ -25,9 +25,12 @@ NESTED = {
 }
 
 
+QUEUES = ("celery", "cpu")
+
+
 def issues(raw: Any, limits: Limits | None = None) -> list[str]:
     with pytest.raises(SpecError) as caught:
-        parse_workflow(raw, limits)
+        parse_workflow(raw, limits, queues=QUEUES)
     return [str(i) for i in caught.value.issues]
 
 
@@ -62,7 +65,19 @@ def test_leaf_ids_are_deterministic_and_distinct() -> None:
         ({"chord": {"header": [add(1, 1)]}}, "workflow.chord: a chord is an object with exactly"),
         ({"chain": [add(1, 1), add(1, 2)]}, "workflow.chain[1]: invalid arguments for 'add'"),
         ({"chord": {"header": [add(1, 1)], "body": add(1, 1)}}, "workflow.chord.body"),
-        ({"task": "add", "args": [1, 2], "options": {"queue": "x"}}, "unknown option 'queue'"),
+        # `queue` is an option now (issue 14); routing fields beside it stay the platform's.
+        (
+            {"task": "add", "args": [1, 2], "options": {"exchange": "x"}},
+            "unknown option 'exchange'",
+        ),
+        (
+            {"chain": [add(1, 1), {"task": "add", "args": [1], "options": {"queue": "gpu"}}]},
+            "workflow.chain[1].options.queue: unknown queue 'gpu'; configured queues: celery, cpu",
+        ),
+        (
+            {"task": "add", "args": [1, 2], "options": {"queue": 5}},
+            "options.queue: must be a queue",
+        ),
         ({"task": "add", "args": [1, 2], "retries": 3}, "unexpected field(s) retries"),
         ("add", "workflow: a node must be an object"),
     ],
@@ -123,3 +138,23 @@ def test_an_immutable_step_keeps_its_own_arguments() -> None:
     assert issues({"task": "add", "args": [1, 2], "immutable": "yes"}) == [
         "workflow.immutable: must be true or false"
     ]
+
+
+def test_each_leaf_goes_to_its_node_queue_else_the_default() -> None:
+    """`options.queue` routes one node; the others keep the default queue."""
+    spec = {
+        "chord": {
+            "header": [add(1, 1), {"task": "add", "args": [2, 2], "options": {"queue": "cpu"}}],
+            "body": {"task": "xsum", "options": {"queue": "cpu", "priority": 6}},
+        }
+    }
+    tree = parse_workflow(spec, queues=QUEUES)
+    canvas = compile_canvas(Celery(set_as_current=False), "wf", tree, default_queue="jobs")
+    header = canvas.tasks
+    assert [t.options["queue"] for t in header] == ["jobs", "cpu"]
+    assert (canvas.body.options["queue"], canvas.body.options["priority"]) == ("cpu", 6)
+
+
+def test_queue_names_are_not_checked_without_a_queue_list() -> None:
+    """A stored record is re-parsed without the list: its queues were checked at submit."""
+    parse_workflow({"task": "add", "args": [1, 2], "options": {"queue": "gone"}})

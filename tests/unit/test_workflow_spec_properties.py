@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from celery_harder.workflow.compiler import compile_canvas, leaf_task_id, workflow_leaves
 from celery_harder.workflow.spec import ROOT, SpecError, parse_workflow
 
+QUEUES = ("celery", "cpu")
+
 Spec = dict[str, Any]
 APP = Celery("properties", set_as_current=False)
 SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -128,7 +130,9 @@ TASK_NODE: dict[str, Mutation] = {
     "name not a string": lambda n: {**n, "task": 42},
     "args not a list": lambda n: {**n, "args": "1, 2"},
     "unknown argument": lambda n: {**n, "kwargs": {**n.get("kwargs", {}), "zzz": 1}},
-    "unknown option": lambda n: {**n, "options": {"queue": "elsewhere"}},
+    "unknown option": lambda n: {**n, "options": {"exchange": "elsewhere"}},
+    "unknown queue": lambda n: {**n, "options": {"queue": "elsewhere"}},
+    "queue not a string": lambda n: {**n, "options": {"queue": 3}},
     "option not a number": lambda n: {**n, "options": {"priority": "high"}},
 }
 LIST_NODE: dict[str, Mutation] = {
@@ -188,7 +192,7 @@ def test_any_breaking_mutation_is_refused_with_the_node_path(
     name = data.draw(st.sampled_from(sorted(mutations)), label="mutation")
     broken = replace(spec, target, mutations[name](copy.deepcopy(victim)))
     try:
-        parse_workflow(broken)
+        parse_workflow(broken, queues=QUEUES)
     except SpecError as exc:
         paths = [issue.path for issue in exc.issues]
     else:

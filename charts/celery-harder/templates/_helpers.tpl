@@ -360,9 +360,18 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 
 {{/* ---------------- Worker timing ---------------- */}}
 
-{{/* Validates the Celery time settings and prints the worker's terminationGracePeriodSeconds. */}}
+{{/* Validates the Celery time settings and prints the default pool's terminationGracePeriodSeconds. */}}
 {{- define "celery-harder.worker.gracePeriod" -}}
-{{- $c := .Values.celery }}
+{{- include "celery-harder.pool.gracePeriod" (dict "root" . "grace" .Values.worker.terminationGracePeriodSeconds "what" "worker.terminationGracePeriodSeconds") }}
+{{- end }}
+
+{{/*
+Validates the Celery time settings and prints one pool's terminationGracePeriodSeconds:
+at least the hard task time limit plus the soft-shutdown timeout.
+Call with (dict "root" $ "grace" <value or null> "what" <the value's name in messages>).
+*/}}
+{{- define "celery-harder.pool.gracePeriod" -}}
+{{- $c := .root.Values.celery }}
 {{- $hard := int $c.taskTimeLimit }}
 {{- $soft := int $c.taskSoftTimeLimit }}
 {{- $shutdown := int $c.softShutdownTimeout }}
@@ -373,27 +382,86 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- if le (int $c.visibilityTimeout) $minimum }}
 {{- fail (printf "celery.visibilityTimeout (%d) must exceed celery.taskTimeLimit + celery.softShutdownTimeout (%d), or Redis redelivers tasks that are still running" (int $c.visibilityTimeout) $minimum) }}
 {{- end }}
-{{- $grace := .Values.worker.terminationGracePeriodSeconds }}
+{{- $grace := .grace }}
 {{- if kindIs "invalid" $grace }}
-{{- add $minimum (int .Values.worker.gracePeriodBuffer) }}
+{{- add $minimum (int .root.Values.worker.gracePeriodBuffer) }}
 {{- else if lt (int $grace) $minimum }}
-{{- fail (printf "worker.terminationGracePeriodSeconds (%d) must be at least celery.taskTimeLimit + celery.softShutdownTimeout (%d) so that scale-in never kills a running task" (int $grace) $minimum) }}
+{{- fail (printf "%s (%d) must be at least celery.taskTimeLimit + celery.softShutdownTimeout (%d) so that scale-in never kills a running task" .what (int $grace) $minimum) }}
 {{- else }}
 {{- int $grace }}
 {{- end }}
 {{- end }}
 
-{{/* KEDA's target per worker replica (waiting + in-flight tasks): keda.targetPerReplica, or worker.concurrency when null. */}}
-{{- define "celery-harder.keda.target" -}}
-{{- $t := .Values.keda.targetPerReplica }}
-{{- if kindIs "invalid" $t }}{{ int .Values.worker.concurrency }}{{ else }}{{ int $t }}{{ end }}
+{{/* ---------------- Worker pools ---------------- */}}
+
+{{/*
+Every worker pool as a JSON list, the default pool first. The default pool is
+`worker.*` + `keda.*` on `celery.queue` and keeps the component name `worker`, so
+its Deployment's name and selector survive `helm upgrade`; a pool of `workers` is
+component `worker-<name>` (disjoint selectors: one PDB per pod, no Deployment
+adopting another's pods). A pool's unset keys fall back to `worker.*` / `keda.*`,
+except `keda.targetPerReplica`, which falls back to the pool's own concurrency.
+*/}}
+{{- define "celery-harder.workerPools" -}}
+{{- $w := .Values.worker }}
+{{- $k := .Values.keda }}
+{{- $fields := list "concurrency" "replicaCount" "resources" "extraArgs" "terminationGracePeriodSeconds" "nodeSelector" "tolerations" "affinity" "podAnnotations" }}
+{{- $kedaFields := list "enabled" "minReplicaCount" "maxReplicaCount" "pollingInterval" "cooldownPeriod" "countInFlight" "activationListLength" "hpaBehavior" }}
+{{- $default := dict "name" "default" "component" "worker" "queues" (list .Values.celery.queue) "keda" (deepCopy $k) "what" "worker" }}
+{{- range $fields }}{{ $_ := set $default . (get $w .) }}{{ end }}
+{{- $pools := list $default }}
+{{- $owner := dict }}
+{{- $_ := set $owner .Values.celery.queue "default" }}
+{{- range $p := .Values.workers }}
+{{- if eq $p.name "default" }}
+{{- fail "workers: the name `default` is the pool of `worker.*` and `keda.*`; give this pool another name" }}
+{{- end }}
+{{- $pool := dict "name" $p.name "component" (printf "worker-%s" $p.name) "queues" $p.queues "what" (printf "workers[%s]" $p.name) }}
+{{- range $fields }}{{ $_ := set $pool . (ternary (get $p .) (get $w .) (hasKey $p .)) }}{{ end }}
+{{- $pk := default dict $p.keda }}
+{{- $keda := dict "prioritySteps" $k.prioritySteps "targetPerReplica" (get $pk "targetPerReplica") }}
+{{- range $kedaFields }}{{ $_ := set $keda . (ternary (get $pk .) (get $k .) (hasKey $pk .)) }}{{ end }}
+{{- $_ := set $pool "keda" $keda }}
+{{- range $q := $p.queues }}
+{{- if hasKey $owner $q }}
+{{- fail (printf "queue %q is consumed by pools %s and %s: give each queue one pool, so that one ScaledObject counts it" $q (get $owner $q) $p.name) }}
+{{- end }}
+{{- $_ := set $owner $q $p.name }}
+{{- end }}
+{{- $pools = append $pools $pool }}
+{{- end }}
+{{- toJson $pools }}
 {{- end }}
 
-{{/* Redis keys Celery's Redis transport uses for the queue: the queue itself, then <queue>\x06\x16<step> per priority step. */}}
+{{/* Every configured queue, the default queue first (CELERY_HARDER_QUEUES, the exporter's queues). */}}
+{{- define "celery-harder.allQueues" -}}
+{{- $queues := list }}
+{{- range include "celery-harder.workerPools" . | fromJsonArray }}
+{{- $queues = concat $queues .queues }}
+{{- end }}
+{{- toJson (uniq $queues) }}
+{{- end }}
+
+{{/* Labels of one pool's objects. Call with (dict "root" $ "pool" <a pool of workerPools>). */}}
+{{- define "celery-harder.poolLabels" -}}
+{{ include "celery-harder.labels" (dict "root" .root "component" .pool.component) }}
+celery-harder.io/pool: {{ .pool.name }}
+{{- end }}
+
+{{/* KEDA's target per replica of one pool (waiting + in-flight tasks): its keda.targetPerReplica, or its concurrency when null. Call with a pool of workerPools. */}}
+{{- define "celery-harder.keda.target" -}}
+{{- $t := .keda.targetPerReplica }}
+{{- if kindIs "invalid" $t }}{{ int .concurrency }}{{ else }}{{ int $t }}{{ end }}
+{{- end }}
+
+{{/* Redis keys Celery's Redis transport uses for some queues: each queue itself, then <queue>\x06\x16<step> per priority step. Call with (dict "root" $ "queues" (list ...)). */}}
 {{- define "celery-harder.queueKeys" -}}
-{{- $keys := list .Values.celery.queue }}
-{{- range .Values.keda.prioritySteps }}
-{{- $keys = append $keys (printf "%s\x06\x16%d" $.Values.celery.queue (int .)) }}
+{{- $keys := list }}
+{{- range $q := .queues }}
+{{- $keys = append $keys $q }}
+{{- range $.root.Values.keda.prioritySteps }}
+{{- $keys = append $keys (printf "%s\x06\x16%d" $q (int .)) }}
+{{- end }}
 {{- end }}
 {{- toJson $keys }}
 {{- end }}

@@ -7,7 +7,7 @@ receives the previous result as its first argument (chain steps after the first,
 chord's body); the second kind ("step") has that parameter taken away.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from celery_harder.catalog import CATALOG, ArgumentError, TaskSpec, UnknownTaskError, validate_call
+from celery_harder.settings import get_settings
 from celery_harder.workflow.spec import ALLOWED_OPTIONS
 
 JsonSchema = dict[str, Any]
@@ -78,15 +79,23 @@ def model_name(spec: TaskSpec, suffix: str) -> str:
     return "".join(w.capitalize() for w in words) + suffix
 
 
-def options_schema() -> JsonSchema:
-    """The `options` object of a workflow task node, from the spec's ALLOWED_OPTIONS."""
+def option_schema(kind: Any, queues: Sequence[str]) -> JsonSchema:
+    """One option's schema: a queue is one of the configured queues, the rest are numbers."""
+    if kind is str:
+        return {"type": "string", "enum": list(queues), "description": "Queue to send the task to."}
+    return {"type": "integer" if kind is int else "number"}
+
+
+def options_schema(queues: Sequence[str] | None = None) -> JsonSchema:
+    """The `options` object of a workflow task node, from the spec's ALLOWED_OPTIONS.
+
+    The queue enum is this process's configured queues (read once, at import).
+    """
+    known = get_settings().known_queues if queues is None else queues
     return {
         "type": "object",
         "description": "Per-task Celery options.",
-        "properties": {
-            name: {"type": "integer" if kind is int else "number"}
-            for name, kind in ALLOWED_OPTIONS.items()
-        },
+        "properties": {name: option_schema(kind, known) for name, kind in ALLOWED_OPTIONS.items()},
         "additionalProperties": False,
     }
 

@@ -83,12 +83,15 @@ class WriteReportArgs(TaskArgs):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One catalog entry: registered name, argument model, what it does, an example call."""
+    """One catalog entry: registered name, argument model, what it does, an example call, queue."""
 
     name: str
     args_model: type[TaskArgs]
     summary: str
     example_kwargs: Mapping[str, Any]
+    # The task's default queue. None means the configured default (CELERY_HARDER_QUEUE,
+    # `celery`): every task of the catalog so far, so existing deployments route as before.
+    queue: str | None = None
 
     @property
     def parameters(self) -> list[str]:

@@ -2,11 +2,13 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from celery_harder import defaults
+from celery_harder.routing import check_queue_name, split_queue_list
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -28,7 +30,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CELERY_RESULT_BACKEND"),
         description="Redis URL of the result backend; defaults to the broker URL.",
     )
-    queue: str = Field("celery", description="Queue the worker consumes and clients send to.")
+    queue: str = Field(
+        "celery",
+        description="Default queue: where a task goes unless its catalog entry or node says.",
+    )
+    # NoDecode: the chart and shells write `celery,cpu`, not a JSON list.
+    queues: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("celery",), description="Queues tasks may be routed to (comma- or space-separated)."
+    )
     visibility_timeout: int = Field(
         3600, ge=1, description="Seconds before an unacknowledged message is redelivered."
     )
@@ -100,6 +109,27 @@ class Settings(BaseSettings):
     operator_clock_file_for_tests: Path | None = Field(
         None, description="Test-only: file whose content is the schedules' current time."
     )
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        return check_queue_name(value)
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _queue_list(cls, value: Any) -> Any:
+        return split_queue_list(value) if isinstance(value, str) else value
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_queue_name(q) for q in value)
+
+    @property
+    def known_queues(self) -> tuple[str, ...]:
+        """Every queue a task may be sent to: the default queue first, then the configured list."""
+        # The default queue is always known, so CELERY_HARDER_QUEUE=jobs alone keeps working.
+        return tuple(dict.fromkeys((self.queue, *self.queues)))
 
     @property
     def result_backend_url(self) -> str:

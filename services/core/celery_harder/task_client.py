@@ -12,6 +12,7 @@ from celery_harder import keys
 from celery_harder.catalog import validate_call
 from celery_harder.celery_config import create_celery_app
 from celery_harder.results import TaskStatus, describe_meta
+from celery_harder.routing import check_queue, task_queue
 from celery_harder.settings import Settings
 
 REDIS_ERRORS = (redis.RedisError, OperationalError, OSError)
@@ -57,10 +58,22 @@ class TaskClient:
             self.results.delete(*(keys.ISSUED + t for t in task_ids))
 
     def submit(
-        self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
     ) -> str:
-        """Validate against the catalog, record the id, send; BrokerUnavailable on failure."""
-        validate_call(name, args, kwargs)
+        """Validate against the catalog, record the id, send; BrokerUnavailable on failure.
+
+        The task goes to `queue` (UnknownQueueError unless configured), else its catalog queue.
+        """
+        spec = validate_call(name, args, kwargs)
+        target = check_queue(
+            task_queue(spec.queue, {"queue": queue}, self.settings.queue),
+            self.settings.known_queues,
+        )
         task_id = str(uuid.uuid4())
         try:
             self.record_issued([task_id])
@@ -69,7 +82,7 @@ class TaskClient:
                 args=list(args),
                 kwargs=dict(kwargs or {}),
                 task_id=task_id,
-                queue=self.settings.queue,
+                queue=target,
             )
         except REDIS_ERRORS as exc:
             self._forget_quietly([task_id])

@@ -10,7 +10,7 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,12 +168,14 @@ class Worker:
         os.kill(self.process.pid, sig)
 
 
-def start_worker(stack: StackEnv, name: str = "w1", concurrency: int = 2) -> Worker:
-    """Start a prefork worker the way users run it and wait until it consumes."""
+def start_worker(
+    stack: StackEnv, name: str = "w1", concurrency: int = 2, queues: Sequence[str] = ("celery",)
+) -> Worker:
+    """Start a prefork worker on `queues` the way users run it and wait until it consumes."""
     heartbeat = stack.workdir / f"{name}.heartbeat"
     heartbeat.unlink(missing_ok=True)
     log = stack.workdir / f"{name}.log"
-    cmd = [*worker_command(BIN, concurrency, f"{name}@%h"), "-Q", "celery"]
+    cmd = [*worker_command(BIN, concurrency, f"{name}@%h"), "-Q", ",".join(queues)]
     proc = start_process(cmd, log=log, env=stack.env(name), cwd=stack.workdir)
     worker = Worker(name, proc, heartbeat, log)
 
@@ -191,9 +193,11 @@ def start_worker(stack: StackEnv, name: str = "w1", concurrency: int = 2) -> Wor
 
 
 @contextmanager
-def running_worker(stack: StackEnv, name: str = "w1", concurrency: int = 2) -> Iterator[Worker]:
-    """A worker for the duration of the block."""
-    worker = start_worker(stack, name, concurrency)
+def running_worker(
+    stack: StackEnv, name: str = "w1", concurrency: int = 2, queues: Sequence[str] = ("celery",)
+) -> Iterator[Worker]:
+    """A worker consuming `queues` for the duration of the block."""
+    worker = start_worker(stack, name, concurrency, queues)
     try:
         yield worker
     finally:

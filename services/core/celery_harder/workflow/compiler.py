@@ -7,6 +7,8 @@ from typing import Any
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
+from celery_harder.catalog import CATALOG
+from celery_harder.routing import task_queue
 from celery_harder.workflow.spec import ChainNode, ChordNode, GroupNode, Node, TaskNode, leaves
 
 # Fixed namespace: the same workflow id and node path always give the same task id.
@@ -32,10 +34,25 @@ def workflow_leaves(workflow_id: str, node: Node) -> list[Leaf]:
     return [Leaf(t.path, t.task, leaf_task_id(workflow_id, t.path)) for t in leaves(node)]
 
 
+def leaf_options(node: TaskNode, common: dict[str, Any], default_queue: str) -> dict[str, Any]:
+    """One leaf's Celery options: `common`, then the node's own, routed to the leaf's queue."""
+    spec = CATALOG.get(node.task)
+    queue = task_queue(spec.queue if spec else None, node.options, default_queue)
+    return {**common, **dict(node.options), "queue": queue}
+
+
 def compile_canvas(
-    app: Celery, workflow_id: str, node: Node, options: dict[str, Any] | None = None
+    app: Celery,
+    workflow_id: str,
+    node: Node,
+    options: dict[str, Any] | None = None,
+    *,
+    default_queue: str = "celery",
 ) -> Signature:
-    """The Celery canvas for `node`; `options` (queue, expires) apply to every task."""
+    """The Celery canvas for `node`; `options` (expires) apply to every task.
+
+    Each task goes to its node's `options.queue`, else its catalog queue, else `default_queue`.
+    """
     common = options or {}
 
     def build(n: Node) -> Signature:
@@ -46,8 +63,7 @@ def compile_canvas(
                 kwargs=dict(n.kwargs),
                 task_id=leaf_task_id(workflow_id, n.path),
                 immutable=n.immutable,
-                **common,
-                **dict(n.options),
+                **leaf_options(n, common, default_queue),
             )
         if isinstance(n, ChainNode):
             return chain(*(build(s) for s in n.steps))

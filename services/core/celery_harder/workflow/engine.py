@@ -55,7 +55,7 @@ class WorkflowEngine:
         Dispatch is idempotent per id: a record marked dispatched is never sent again,
         so a restarted operator can call this for every resource it sees.
         """
-        tree = parse_workflow(spec, self.limits())
+        tree = parse_workflow(spec, self.limits(), queues=self.settings.known_queues)
         wid = workflow_id or str(uuid.uuid4())
         leaves = workflow_leaves(wid, tree)
         try:
@@ -91,12 +91,14 @@ class WorkflowEngine:
         if deadline:
             pipe.zadd(keys.WORKFLOW_DEADLINES, {wid: deadline.timestamp()})
         pipe.execute()
-        options: dict[str, Any] = {"queue": self.settings.queue}
+        options: dict[str, Any] = {}
         if deadline:
             # Workers drop a leaf received after the deadline, even if nobody cancels it.
             options["expires"] = deadline
         try:
-            compile_canvas(self.client.app, wid, tree, options).apply_async()
+            compile_canvas(
+                self.client.app, wid, tree, options, default_queue=self.settings.queue
+            ).apply_async()
         except REDIS_ERRORS:
             self.redis.delete(key)
             self.redis.zrem(keys.WORKFLOW_DEADLINES, wid)

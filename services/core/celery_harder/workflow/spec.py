@@ -7,16 +7,23 @@ Every error names the path of the node it is about, e.g. `workflow.chord.header[
 """
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from celery_harder.catalog import ArgumentError, UnknownTaskError, validate_call
+from celery_harder.routing import UnknownQueueError, check_queue
 
 KINDS = ("task", "chain", "group", "chord")
 TASK_FIELDS = frozenset({"task", "args", "kwargs", "options", "immutable"})
-# Per-task Celery options a spec may set; anything else (queue, routing) stays ours.
-ALLOWED_OPTIONS = {"priority": int, "time_limit": int | float, "soft_time_limit": int | float}
+# Per-task Celery options a spec may set; anything else (exchange, routing_key) stays ours.
+# `queue` must name a configured queue (CELERY_HARDER_QUEUES), checked by the parser.
+ALLOWED_OPTIONS: dict[str, Any] = {
+    "priority": int,
+    "time_limit": int | float,
+    "soft_time_limit": int | float,
+    "queue": str,
+}
 ROOT = "workflow"
 
 
@@ -91,9 +98,10 @@ class SpecError(ValueError):
 
 
 class _Parser:
-    def __init__(self, limits: Limits, check_calls: bool) -> None:
+    def __init__(self, limits: Limits, check_calls: bool, queues: Collection[str] | None) -> None:
         self.limits = limits
         self.check_calls = check_calls
+        self.queues = queues
         self.leaves = 0
         self.issues: list[SpecIssue] = []
 
@@ -214,19 +222,32 @@ class _Parser:
                 )
                 return False
             if isinstance(value, bool) or not isinstance(value, expected):
-                self.fail(f"{path}.options.{key}", "must be a number")
+                kind = "a queue name" if expected is str else "a number"
+                self.fail(f"{path}.options.{key}", f"must be {kind}")
                 return False
+            if key == "queue" and self.queues is not None:
+                try:
+                    check_queue(value, self.queues)
+                except UnknownQueueError as exc:
+                    self.fail(f"{path}.options.queue", str(exc))
+                    return False
         return True
 
 
 def parse_workflow(
-    raw: Any, limits: Limits | None = None, root: str = ROOT, *, check_calls: bool = True
+    raw: Any,
+    limits: Limits | None = None,
+    root: str = ROOT,
+    *,
+    check_calls: bool = True,
+    queues: Collection[str] | None = None,
 ) -> Node:
     """The parsed tree of a raw spec, or SpecError with every issue and its path.
 
-    `check_calls` validates task names and arguments against the catalog.
+    `check_calls` validates task names and arguments against the catalog; `queues`
+    (None: any name) are the queues an `options.queue` may name.
     """
-    parser = _Parser(limits or Limits(), check_calls)
+    parser = _Parser(limits or Limits(), check_calls, queues)
     node = parser.node(raw, root, 1, False)
     if parser.issues or node is None:
         raise SpecError(parser.issues or [SpecIssue(root, "invalid workflow")])

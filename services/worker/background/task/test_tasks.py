@@ -48,6 +48,9 @@ def request_info(self: Task, data: Any) -> dict[str, Any]:
         "group": self.request.group,
         "root_id": self.request.root_id,
         "parent_id": self.request.parent_id,
+        # Which worker ran it, and from which queue: what routing to pools is checked by.
+        "hostname": self.request.hostname,
+        "queue": (self.request.delivery_info or {}).get("routing_key"),
     }
 
 

@@ -1,0 +1,63 @@
+"""Chart: worker pools. The rules a rendering enforces, and what the pools share."""
+
+import pytest
+
+from celery_harder.settings import Settings
+
+from .chartlib import HELMS, render_case, render_fails
+from .policylib import _config, _pools
+
+HELM_LIST = sorted(HELMS)
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_a_queue_belongs_to_one_pool(helm):
+    err = render_fails(helm, "workers[0].name=cpu", "workers[0].queues={celery}")
+    assert 'queue "celery" is consumed by pools default and cpu' in err, err
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_the_default_name_is_the_default_pools(helm):
+    err = render_fails(helm, "workers[0].name=default", "workers[0].queues={cpu}")
+    assert "the name `default` is the pool of `worker.*`" in err, err
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_each_pools_grace_period_is_checked(helm):
+    err = render_fails(
+        helm,
+        "workers[0].name=cpu",
+        "workers[0].queues={cpu}",
+        "workers[0].terminationGracePeriodSeconds=100",
+    )
+    assert "workers[cpu].terminationGracePeriodSeconds (100) must be at least" in err, err
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+@pytest.mark.parametrize("sets", [("workers[0].name=Cpu",), ("workers[0].name=cpu",)])
+def test_a_pool_needs_a_dns_name_and_queues(helm, sets):
+    err = render_fails(helm, *sets)
+    assert "workers" in err, err
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_the_api_and_operator_read_the_chart_queues(helm):
+    """CELERY_HARDER_QUEUES as rendered parses to the same list in the services' settings."""
+    render = render_case(helm, "pools")
+    config = _config(render)
+    settings = Settings(queue=config["CELERY_HARDER_QUEUE"], queues=config["CELERY_HARDER_QUEUES"])
+    assert settings.known_queues == ("celery", "cpu", "reports", "io")
+    assert sorted(_pools(render)) == ["cpu", "default", "io"]
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_every_pool_shares_one_trigger_authentication(helm):
+    render = render_case(helm, "pools")
+    (ta,) = render.of_kind("TriggerAuthentication")
+    refs = {
+        t["authenticationRef"]["name"]
+        for so in render.of_kind("ScaledObject")
+        for t in so["spec"]["triggers"]
+    }
+    assert refs == {ta["metadata"]["name"]}
+    assert len(render.of_kind("ScaledObject")) == 2  # io has KEDA off
