@@ -98,3 +98,8 @@ def test_every_pool_consumes_its_queues_and_the_config_knows_them_all(helm, case
         assert pod_labels(deployment)["celery-harder.io/redis-client"] == "true"
         every += expected
     assert _config(render)["CELERY_HARDER_QUEUES"].split(",") == every
+    # celery-exporter 0.11 takes one --queues option and splits it on commas.
+    (exporter,) = pod_spec(render.get("Deployment", "celery-harder-exporter"))["containers"]
+    env = {e["name"]: e.get("value") for e in exporter["env"]}
+    assert [a for a in exporter["args"] if a.startswith("--queues")] == ["--queues=$(CE_QUEUES)"]
+    assert env["CE_QUEUES"].split(",") == every
