@@ -269,30 +269,45 @@ def taskworkflow_spec(immutable: bool = True) -> dict:
     }
 
 
-crd = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "taskworkflows.celery-harder.io",
-        "labels": {"app.kubernetes.io/name": "celery-harder", "app.kubernetes.io/component": "crd"},
-    },
-    "spec": {
+
+def envelope(plural: str) -> dict:
+    """apiVersion, kind and metadata of one of the project's CRDs."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.celery-harder.io",
+            "labels": {"app.kubernetes.io/name": "celery-harder", "app.kubernetes.io/component": "crd"},
+        },
+    }
+
+
+def spec_head(kind: str, plural: str, short: str) -> dict:
+    """The group, scope and names every CRD of the project shares the shape of."""
+    return {
         "group": "celery-harder.io",
         "scope": "Namespaced",
         "names": {
-            "kind": "TaskWorkflow",
-            "listKind": "TaskWorkflowList",
-            "plural": "taskworkflows",
-            "singular": "taskworkflow",
-            "shortNames": ["tw"],
+            "kind": kind,
+            "listKind": f"{kind}List",
+            "plural": plural,
+            "singular": plural[:-1],
+            "shortNames": [short],
             "categories": ["celery-harder"],
         },
+    }
+
+
+# The one version each CRD serves and stores, with the status subresource.
+VERSION_HEAD = {"name": "v1alpha1", "served": True, "storage": True, "subresources": {"status": {}}}
+
+crd = {
+    **envelope("taskworkflows"),
+    "spec": {
+        **spec_head("TaskWorkflow", "taskworkflows", "tw"),
         "versions": [
             {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
+                **VERSION_HEAD,
                 "additionalPrinterColumns": [
                     {
                         "name": "Status",
@@ -503,29 +518,12 @@ def column(name: str, kind: str, path: str, d: str | None = None, priority: int 
 
 
 cron_crd = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {
-        "name": "crontaskworkflows.celery-harder.io",
-        "labels": {"app.kubernetes.io/name": "celery-harder", "app.kubernetes.io/component": "crd"},
-    },
+    **envelope("crontaskworkflows"),
     "spec": {
-        "group": "celery-harder.io",
-        "scope": "Namespaced",
-        "names": {
-            "kind": "CronTaskWorkflow",
-            "listKind": "CronTaskWorkflowList",
-            "plural": "crontaskworkflows",
-            "singular": "crontaskworkflow",
-            "shortNames": ["ctw"],
-            "categories": ["celery-harder"],
-        },
+        **spec_head("CronTaskWorkflow", "crontaskworkflows", "ctw"),
         "versions": [
             {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
+                **VERSION_HEAD,
                 "additionalPrinterColumns": [
                     column("Schedule", "string", ".spec.schedule", "Cron schedule."),
                     column("Timezone", "string", ".spec.timeZone", "Time zone of the schedule.", 1),
