@@ -17,7 +17,7 @@ help:
 	@echo "make cluster     build (cached) and start the single local node with CoreDNS, storage and KEDA"
 	@echo "make cluster-down stop the local node and undo every change it made to this machine"
 	@echo "make bench       run the benchmarks and write bench/results.md"
-	@echo "make chaos       kill workers and Redis under load, soak the API; write docs/chaos-results.md"
+	@echo "make chaos       kill workers and Redis under load, soak the API, fuzz the API at 5,000 cases"
 
 venv: $(BIN)/.installed
 
