@@ -31,12 +31,12 @@ class Ledger:
     client: TaskClient
     ids: list[str] = field(default_factory=list)
 
-    def submit(self, seconds: float, count: int, priority: int = 0) -> None:
+    def submit(self, seconds: float, count: int, priority: int = 0, queue: str = QUEUE) -> None:
         for _ in range(count):
             task_id = str(uuid.uuid4())
             self.client.record_issued([task_id])
             self.client.app.send_task(
-                "sleep", args=[seconds], task_id=task_id, queue=QUEUE, priority=priority
+                "sleep", args=[seconds], task_id=task_id, queue=queue, priority=priority
             )
             self.ids.append(task_id)
 
