@@ -4,7 +4,7 @@ import pytest
 
 from celery_harder.settings import Settings
 
-from .chartlib import HELMS, render_case, render_fails
+from .chartlib import HELMS, render_case, render_fails, render_sets
 from .policylib import _config, _pools
 
 HELM_LIST = sorted(HELMS)
@@ -61,3 +61,14 @@ def test_every_pool_shares_one_trigger_authentication(helm):
     }
     assert refs == {ta["metadata"]["name"]}
     assert len(render.of_kind("ScaledObject")) == 2  # io has KEDA off
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+@pytest.mark.parametrize(("extra", "target"), [((), "2"), (("workers[0].concurrency=3",), "3")])
+def test_a_pools_target_defaults_to_its_concurrency(helm, extra, target):
+    """No keda.targetPerReplica: the pool's concurrency, else worker.concurrency (never 0,
+    which KEDA refuses: the T4-local pools test found a pool rendered with "0")."""
+    sets = ("workers[0].name=cpu", "workers[0].queues[0]=cpu", *extra)
+    render = render_sets(helm, sets)
+    so = render.get("ScaledObject", "celery-harder-worker-cpu")
+    assert so["spec"]["advanced"]["scalingModifiers"]["target"] == target

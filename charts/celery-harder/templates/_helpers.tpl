@@ -451,7 +451,8 @@ celery-harder.io/pool: {{ .pool.name }}
 {{/* KEDA's target per replica of one pool (waiting + in-flight tasks): its keda.targetPerReplica, or its concurrency when null. Call with a pool of workerPools. */}}
 {{- define "celery-harder.keda.target" -}}
 {{- $t := .keda.targetPerReplica }}
-{{- if kindIs "invalid" $t }}{{ int .concurrency }}{{ else }}{{ int $t }}{{ end }}
+{{- /* null in values, or absent from a pool's keda (sprig's `get` then gives ""). */}}
+{{- if or (kindIs "invalid" $t) (eq (toString $t) "") }}{{ int .concurrency }}{{ else }}{{ int $t }}{{ end }}
 {{- end }}
 
 {{/* Redis keys Celery's Redis transport uses for some queues: each queue itself, then <queue>\x06\x16<step> per priority step. Call with (dict "root" $ "queues" (list ...)). */}}
