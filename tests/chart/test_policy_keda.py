@@ -40,7 +40,12 @@ def test_scaledobject_counts_the_queue_its_priority_lists_and_work_in_flight(hel
         names = [t["metadata"]["listName"] for t in triggers]
         # waiting: each queue and its priority lists; in flight: kombu's `unacked` hash
         waiting = [key for queue in _pool_queues(deployment) for key in queue_keys(queue)]
-        in_flight = ["unacked"] if keda.get("countInFlight", True) else []
+        # Each pool's workers keep their in-flight messages in a hash of their own.
+        (container,) = pod_spec(deployment)["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        own = "unacked" if pool == "default" else f"unacked-{pool}"
+        assert env["CELERY_HARDER_UNACKED_KEY"] == own, pool
+        in_flight = [own] if keda.get("countInFlight", True) else []
         assert names == waiting + in_flight, pool
         assert so["spec"]["scaleTargetRef"]["name"] == name
         assert so["metadata"]["labels"]["celery-harder.io/pool"] == pool

@@ -37,6 +37,12 @@ def test_configuration_choices() -> None:
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
     assert conf["worker_prefetch_multiplier"] == 1 and conf["worker_disable_prefetch"]
     assert conf["broker_transport_options"]["visibility_timeout"] == 1234
+    # In-flight messages go to the pool's own hash (the chart sets one per pool).
+    pool = celery_config(Settings(unacked_key="unacked-cpu"))["broker_transport_options"]
+    assert (pool["unacked_key"], pool["unacked_index_key"], pool["unacked_mutex_key"]) == (
+        "unacked-cpu", "unacked-cpu_index", "unacked-cpu_mutex",
+    )  # fmt: skip
+    assert "unacked_key" not in conf["result_backend_transport_options"]
     assert conf["result_backend_transport_options"]["visibility_timeout"] == 1234
     assert conf["worker_soft_shutdown_timeout"] == 7
     assert conf["task_track_started"] and conf["worker_send_task_events"]

@@ -433,6 +433,11 @@ except `keda.targetPerReplica`, which falls back to the pool's own concurrency.
 {{- toJson $pools }}
 {{- end }}
 
+{{/* The Redis hash a pool's workers keep their in-flight messages in (CELERY_HARDER_UNACKED_KEY): kombu's `unacked` for the default pool, `unacked-<pool>` for the others, so that each ScaledObject counts its own pool's running work. Call with a pool of workerPools. */}}
+{{- define "celery-harder.poolUnackedKey" -}}
+{{- if eq .name "default" }}unacked{{ else }}unacked-{{ .name }}{{ end }}
+{{- end }}
+
 {{/* Every configured queue, the default queue first (CELERY_HARDER_QUEUES, the exporter's queues). */}}
 {{- define "celery-harder.allQueues" -}}
 {{- $queues := list }}

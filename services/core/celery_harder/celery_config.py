@@ -30,7 +30,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # where KEDA and the exporter can count it, and no worker hoards messages.
         "worker_prefetch_multiplier": 1,
         "worker_disable_prefetch": True,
-        "broker_transport_options": transport_options,
+        # Each pool keeps its in-flight messages in a hash of its own (and restores only
+        # those), so that KEDA scales a pool on its own running work.
+        "broker_transport_options": {
+            **transport_options,
+            "unacked_key": settings.unacked_key,
+            "unacked_index_key": f"{settings.unacked_key}_index",
+            "unacked_mutex_key": f"{settings.unacked_key}_mutex",
+        },
         "result_backend_transport_options": dict(transport_options),
         "result_expires": settings.result_expires,
         # Show STARTED, so a workflow can tell running leaves from queued ones.

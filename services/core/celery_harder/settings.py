@@ -30,6 +30,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CELERY_RESULT_BACKEND"),
         description="Redis URL of the result backend; defaults to the broker URL.",
     )
+    unacked_key: str = Field(
+        "unacked",
+        pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+        description="Redis hash of this worker's delivered, unacknowledged messages (kombu's "
+        "unacked_key); one per worker pool, so that each pool's autoscaler counts its own.",
+    )
     queue: str = Field(
         "celery",
         description="Default queue: where a task goes unless its catalog entry or node says.",
