@@ -229,7 +229,7 @@ def test_readme_documents_the_install_decisions():
         'formula: "q0 + q1 + q2 + q3 + unacked"',
         "elseif listType == 'hash' then return redis.call('hlen', listName)",
         "keda.targetPerReplica",
-        "shared by every queue of the Redis database",
+        "A pool's running tasks therefore size that pool alone",
         "Activation counts work in flight",
         # pod-deletion-cost
         "Why no `controller.kubernetes.io/pod-deletion-cost`",
