@@ -327,6 +327,13 @@ def test_real_skaffold_renders_each_profile(profile, tmp_path):
 # ---------------------------------------------------------------- kind-up.sh
 
 
+def run_kind_up(env: dict) -> subprocess.CompletedProcess:
+    """scripts/kind-up.sh with the stubbed tools of `env`; never raises on failure."""
+    return subprocess.run(
+        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_kind_up_is_valid_bash():
     assert os.access(KIND_UP, os.X_OK), "scripts/kind-up.sh is not executable"
     text = KIND_UP.read_text()
@@ -405,9 +412,7 @@ def _stub_env(tmp_path, tools=("docker", "kind", "kubectl", "helm", "skaffold"))
 
 def test_kind_up_runs_the_whole_t4_path_in_order(tmp_path):
     env, log = _stub_env(tmp_path)
-    proc = subprocess.run(
-        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_kind_up(env)
     assert proc.returncode == 0, proc.stderr
     calls = log.read_text().splitlines()
 
@@ -442,9 +447,7 @@ def test_kind_up_runs_the_whole_t4_path_in_order(tmp_path):
 def test_kind_up_reuses_an_existing_cluster(tmp_path):
     env, log = _stub_env(tmp_path)
     (tmp_path / "cluster").touch()
-    proc = subprocess.run(
-        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_kind_up(env)
     assert proc.returncode == 0, proc.stderr
     assert "kind create cluster" not in log.read_text()
 
@@ -455,9 +458,7 @@ def test_kind_up_checks_prerequisites(tmp_path, missing):
         tmp_path,
         tools=[t for t in ("docker", "kind", "kubectl", "helm", "skaffold") if t != missing],
     )
-    proc = subprocess.run(
-        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_kind_up(env)
     assert proc.returncode != 0
     assert f"{missing} is not installed" in proc.stderr
     assert "create cluster" not in (log.read_text() if log.exists() else "")
@@ -466,9 +467,7 @@ def test_kind_up_checks_prerequisites(tmp_path, missing):
 def test_kind_up_requires_a_skaffold_that_reads_the_config(tmp_path):
     env, _log = _stub_env(tmp_path)
     env["STUB_SKAFFOLD_VERSION"] = "v2.10.0"
-    proc = subprocess.run(
-        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_kind_up(env)
     assert proc.returncode != 0 and "skaffold v2.15+ is required" in proc.stderr
     assert re.search(r"^apiVersion: skaffold/v4beta13$", SKAFFOLD.read_text(), re.M)
 
@@ -476,14 +475,10 @@ def test_kind_up_requires_a_skaffold_that_reads_the_config(tmp_path):
 def test_kind_up_refuses_helm4_that_skaffold_cannot_drive(tmp_path):
     env, _log = _stub_env(tmp_path)
     env["STUB_HELM_VERSION"] = "v4.1.4"
-    proc = subprocess.run(
-        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_kind_up(env)
     assert proc.returncode != 0 and "helm 4" in proc.stderr
     env["ALLOW_HELM4"] = "1"
-    proc = subprocess.run(
-        [str(KIND_UP)], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    proc = run_kind_up(env)
     assert proc.returncode == 0, proc.stderr
 
 

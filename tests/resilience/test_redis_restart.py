@@ -188,8 +188,9 @@ def test_a_worker_without_its_broker_goes_unready_stays_alive_and_comes_back(
         seen: set[tuple[bool, bool]] = set()
 
         def unready() -> bool:
-            seen.add(probes(worker.heartbeat))
-            return not probes(worker.heartbeat)[0]
+            now = probes(worker.heartbeat)
+            seen.add(now)
+            return not now[0]
 
         wait_until(unready, 30, "the readiness probe failing", interval=0.1)
         unready_after = time.monotonic() - lost

@@ -8,23 +8,16 @@ control shows that the search finds a secret that is there.
 """
 
 import secrets
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import redis
 
 from celery_harder_dev.local_processes import (
-    free_port,
-    redis_command,
-    start_process,
     stop_process,
     wait_until,
 )
 from tests.support.polling import poll_json
-from tests.support.stack import READY_TIMEOUT, StackEnv, running_api, running_worker
+from tests.support.stack import StackEnv, running_api, running_redis, running_worker
 
 FINAL = {"SUCCESS", "FAILURE"}
 
@@ -47,29 +40,10 @@ class Evidence:
         return [what for what, text in self.texts.items() if secret in text]
 
 
-@contextmanager
-def password_redis(workdir: Path, password: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A private redis-server that wants `password`."""
-    workdir.mkdir(parents=True)
-    port = free_port()
-    cmd = [*redis_command(port, workdir), "--requirepass", password]
-    proc = start_process(cmd, log=workdir / "redis.log")
-    client = redis.Redis(port=port, password=password)
-    try:
-        wait_until(lambda: bool(client.ping()), READY_TIMEOUT, "redis-server")
-        yield port, proc
-    finally:
-        stop_process(proc)
-
-
-def url(password: str, port: int) -> str:
-    return f"redis://:{password}@127.0.0.1:{port}/0"
-
-
 def collect_with_the_right_password(evidence: Evidence, workdir: Path, password: str) -> None:
     """Results, a failure and a workflow status; then the same processes with Redis gone."""
-    with password_redis(workdir / "redis", password) as (port, redis_proc):
-        stack = StackEnv(broker_url=url(password, port), workdir=workdir)
+    with running_redis(workdir / "redis", password) as server:
+        stack = StackEnv(broker_url=server.url(), workdir=workdir)
         with (
             running_worker(stack, "w", concurrency=1) as worker,
             running_api(stack) as api,
@@ -88,7 +62,7 @@ def collect_with_the_right_password(evidence: Evidence, workdir: Path, password:
             evidence.texts["failed workflow"] = str(status)
             evidence.add("readyz", http.get("/readyz"))
 
-            stop_process(redis_proc)
+            stop_process(server.process)
             evidence.add("add, Redis gone", http.post("/add", json={"x": 1, "y": 1}))
             evidence.add("readyz, Redis gone", http.get("/readyz"))
             evidence.add("workflow, Redis gone", http.get(f"/workflows/{failing['id']}"))
@@ -99,8 +73,8 @@ def collect_with_the_right_password(evidence: Evidence, workdir: Path, password:
 def collect_with_a_wrong_password(evidence: Evidence, workdir: Path, password: str) -> str:
     """An API and a worker that bring a wrong password; returns the wrong one."""
     wrong = secrets.token_urlsafe(18)
-    with password_redis(workdir / "redis", password) as (port, _):
-        stack = StackEnv(broker_url=url(wrong, port), workdir=workdir)
+    with running_redis(workdir / "redis", password) as server:
+        stack = StackEnv(broker_url=server.url().replace(password, wrong), workdir=workdir)
         with running_api(stack) as api, api.client() as http:
             evidence.add("readyz, wrong password", http.get("/readyz"))
             evidence.add("add, wrong password", http.post("/add", json={"x": 1, "y": 1}))
@@ -119,6 +93,6 @@ def test_no_response_or_log_shows_the_redis_password(tmp_path: Path) -> None:
     assert {"200", "202", "503"} <= codes, sorted(evidence.texts)
     assert any("WRONGPASS" in t or "invalid" in t.lower() for t in evidence.texts.values())
     # Positive control: the search finds a secret that is there.
-    evidence.texts["control"] = url(password, 0)
+    evidence.texts["control"] = f"redis://:{password}@127.0.0.1"
     assert evidence.leaks(password) == ["control"], evidence.leaks(password)
     assert evidence.leaks(wrong) == []

@@ -94,26 +94,6 @@ class RedisTls:
     password: str
 
 
-def tls_redis_command(port: int, data_dir: Path, tls: RedisTls) -> list[str]:
-    """A throwaway TLS-only redis-server whose one user is `tls.username` (ACL)."""
-    return [
-        find_tls_redis_server(),
-        "--port", "0",
-        "--tls-port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir),
-        "--save", "",
-        "--appendonly", "no",
-        "--maxmemory-policy", "noeviction",
-        "--tls-cert-file", str(tls.cert),
-        "--tls-key-file", str(tls.key),
-        "--tls-ca-cert-file", str(tls.ca),
-        "--tls-auth-clients", "no",  # the server proves itself; clients use a password
-        "--user", "default", "off",
-        "--user", tls.username, "on", f">{tls.password}", "~*", "&*", "+@all",
-    ]  # fmt: skip
-
-
 def redis_command(port: int, data_dir: Path) -> list[str]:
     """A redis-server command line for a private, throwaway server on 127.0.0.1."""
     return [
@@ -132,6 +112,22 @@ def redis_command(port: int, data_dir: Path) -> list[str]:
         "--maxmemory-policy",
         "noeviction",
     ]
+
+
+def tls_redis_command(port: int, data_dir: Path, tls: RedisTls) -> list[str]:
+    """A throwaway TLS-only redis-server whose one user is `tls.username` (ACL)."""
+    _, *args = redis_command(0, data_dir)  # `--port 0`: no plain TCP listener
+    return [
+        find_tls_redis_server(),
+        *args,
+        "--tls-port", str(port),
+        "--tls-cert-file", str(tls.cert),
+        "--tls-key-file", str(tls.key),
+        "--tls-ca-cert-file", str(tls.ca),
+        "--tls-auth-clients", "no",  # the server proves itself; clients use a password
+        "--user", "default", "off",
+        "--user", tls.username, "on", f">{tls.password}", "~*", "&*", "+@all",
+    ]  # fmt: skip
 
 
 def start_process(

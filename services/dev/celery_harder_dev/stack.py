@@ -43,12 +43,14 @@ class RedisServer:
 
     port: int
     process: subprocess.Popen[bytes]
+    password: str | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/{db}"
 
     def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(port=self.port, db=db)
+        return redis.Redis(port=self.port, db=db, password=self.password)
 
 
 def queued_messages(server: RedisServer, db: int = IDLE_DB) -> int:
@@ -58,12 +60,13 @@ def queued_messages(server: RedisServer, db: int = IDLE_DB) -> int:
 
 
 @contextmanager
-def running_redis(workdir: Path) -> Iterator[RedisServer]:
-    """Start redis-server in `workdir` and stop it afterwards."""
+def running_redis(workdir: Path, password: str | None = None) -> Iterator[RedisServer]:
+    """Start redis-server in `workdir` (wanting `password`, if given) and stop it afterwards."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = start_process(redis_command(port, workdir), log=workdir / "redis.log")
-    server = RedisServer(port, proc)
+    auth = ["--requirepass", password] if password else []
+    proc = start_process([*redis_command(port, workdir), *auth], log=workdir / "redis.log")
+    server = RedisServer(port, proc, password)
     try:
         wait_until(lambda: bool(server.client().ping()), READY_TIMEOUT, "redis-server")
         yield server
