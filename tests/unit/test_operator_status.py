@@ -10,8 +10,10 @@ from celery_harder_operator.status import (
     build_status,
     event_for_transition,
     needs_sync,
+    needs_ttl,
     status_changes,
     ttl_expired,
+    ttl_remaining,
     validation_failed_status,
 )
 
@@ -107,20 +109,43 @@ def test_events_on_final_transitions() -> None:
 
 
 @pytest.mark.parametrize(
-    ("phase", "ttl", "needed"),
+    ("phase", "needed"),
     [
-        (None, None, False),  # the create handler has not dispatched it yet
-        ("Pending", None, True),
-        ("Running", None, True),
-        ("Succeeded", None, False),  # finished for good: no timer at all
-        ("Failed", None, False),
-        ("Cancelled", None, False),
-        ("Succeeded", 60, True),  # finished, with a TTL to enforce
-        ("Failed", 0, True),
+        (None, False),  # the create handler has not dispatched it yet
+        ("Pending", True),
+        ("Running", True),
+        ("Succeeded", False),  # finished for good: no timer at all
+        ("Failed", False),
+        ("Cancelled", False),
     ],
 )
-def test_the_sync_timer_runs_only_while_it_has_work(
-    phase: str | None, ttl: int | None, needed: bool
-) -> None:
+def test_the_sync_timer_runs_only_while_the_run_does(phase: str | None, needed: bool) -> None:
     status = {} if phase is None else {"phase": phase}
-    assert needs_sync(status, ttl) is needed
+    assert needs_sync(status) is needed
+    # A TTL is the TTL daemon's business, never a reason to keep the sync timer.
+    assert needs_sync({**status, "finishedAt": "2026-11-24T03:00:00Z"}) is needed
+
+
+@pytest.mark.parametrize(
+    ("status", "ttl", "needed"),
+    [
+        ({"phase": "Succeeded", "finishedAt": "2026-11-24T03:00:00Z"}, 60, True),
+        ({"phase": "Failed", "finishedAt": "2026-11-24T03:00:00Z"}, 0, True),
+        ({"phase": "Succeeded", "finishedAt": "2026-11-24T03:00:00Z"}, None, False),
+        ({"phase": "Running"}, 60, False),  # not finished: nothing to count from
+        ({}, 60, False),
+    ],
+)
+def test_the_ttl_daemon_runs_only_for_a_finished_resource_with_a_ttl(
+    status: dict, ttl: int | None, needed: bool
+) -> None:
+    assert needs_ttl(status, ttl) is needed
+
+
+def test_ttl_remaining_counts_down_from_finished_at() -> None:
+    finished = {"phase": "Succeeded", "finishedAt": "2026-11-24T03:00:00Z"}
+    at = datetime(2026, 11, 24, 3, 0, 0, tzinfo=UTC)
+    assert ttl_remaining(finished, 10, at + timedelta(seconds=4)) == 6
+    assert ttl_remaining(finished, 10, at + timedelta(seconds=12)) == -2
+    assert ttl_remaining(finished, None, at) == float("inf")
+    assert ttl_remaining({"phase": "Running"}, 10, at) == float("inf")

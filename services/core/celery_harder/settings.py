@@ -100,7 +100,10 @@ class Settings(BaseSettings):
     )
 
     operator_poll_interval: float = Field(
-        2.0, gt=0, description="Seconds between the operator's status reads of a running workflow."
+        2.0,
+        gt=0,
+        description="Most seconds between the operator's status reads of a running workflow "
+        "(leaf results wake it sooner; this is the fallback).",
     )
     operator_status_max_nodes: int = Field(
         100, ge=0, le=100, description="Most nodes a TaskWorkflow status lists; counts stay whole."

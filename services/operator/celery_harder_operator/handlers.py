@@ -5,8 +5,8 @@ Every handler is synchronous (kopf runs it in a thread) and returns nothing, so 
 handler result is ever written into `.status`.
 """
 
+import asyncio
 import logging
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -16,12 +16,12 @@ from celery_harder.settings import get_settings
 from celery_harder.task_client import BrokerUnavailable, create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
 from celery_harder.workflow.spec import SpecError
-from celery_harder.workflow.status import FINAL_PHASES, WorkflowStatus
-from celery_harder_operator import (
-    cron_handlers,  # noqa: F401  (importing it registers the CronTaskWorkflow handlers)
-)
+from celery_harder.workflow.status import FINAL_PHASES, SKIPPED, WorkflowStatus
+
+# Importing these registers their handlers: CronTaskWorkflows, the TTL daemon, and
+# the follower that wakes the sync timer when a leaf's result is published.
+from celery_harder_operator import cron_handlers, follow, ttl  # noqa: F401
 from celery_harder_operator import status as st
-from celery_harder_operator.kube import delete_taskworkflow
 from celery_harder_operator.resource import (
     ANNOTATION_PREFIX,
     FINALIZER,
@@ -33,6 +33,7 @@ from celery_harder_operator.resource import (
 )
 
 RETRY_DELAY = 5.0
+LEAF_DONE = (*FINAL_PHASES, SKIPPED)
 
 
 @lru_cache(maxsize=1)
@@ -125,44 +126,51 @@ def build(current: WorkflowStatus, generation: int, status: kopf.Status) -> dict
     return st.build_status(current, generation, status, get_settings().operator_status_max_nodes)
 
 
-def wants_sync(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-    """kopf's filter for the sync timer: it runs only while there is work to do."""
-    return st.needs_sync(status, spec.get("ttlSecondsAfterFinished"))
+def wants_sync(status: kopf.Status, **_: Any) -> bool:
+    """kopf's filter for the sync timer: it runs only while the workflow runs."""
+    return st.needs_sync(status)
+
+
+def read_or_shut_down(spec: kopf.Spec, body: kopf.Body, wid: str) -> WorkflowStatus | None:
+    """The engine status; first the shutdown the spec asks for, if any."""
+    shutdown = spec.get("shutdown")
+    if not shutdown:
+        return engine_call("status", engine().status, wid)  # type: ignore[no-any-return]
+    terminate = shutdown == SHUTDOWN_TERMINATE
+    current = engine_call("shutdown", engine().cancel, wid, terminate=terminate)
+    kopf.event(body, type="Normal", reason="Shutdown", message=f"shutdown: {shutdown}")
+    return current  # type: ignore[no-any-return]
 
 
 # kopf evaluates `when` on every change of the resource and starts or stops the timer
 # to match: it starts once the create handler writes a phase, and stops at the end.
-@kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().operator_poll_interval, when=wants_sync)
-def sync(
+# Each run waits (follow.before_read) until a leaf's result is published or the poll
+# interval passes, so the timer reads as results come and at least every interval.
+@kopf.timer(GROUP, VERSION, PLURAL, interval=follow.TICK, when=wants_sync)
+async def sync(
     spec: kopf.Spec,
     meta: kopf.Meta,
     status: kopf.Status,
     body: kopf.Body,
     patch: kopf.Patch,
     uid: str,
-    name: str,
-    namespace: str | None,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
-    """Follow a running workflow; shut it down when asked; delete it when its TTL ends."""
-    if status.get("phase") in FINAL_PHASES:
-        if st.ttl_expired(status, spec.get("ttlSecondsAfterFinished"), datetime.now(UTC)):
-            kopf.event(body, type="Normal", reason="TTLExpired", message="deleting")
-            delete_taskworkflow(namespace or "default", name)
-        return
+    """Follow a running workflow; shut it down when asked."""
+    stopped: kopf.DaemonStopped = kwargs["stopped"]  # timers get it too (TimerFn omits it)
     wid = workflow_id(uid)
-    shutdown = spec.get("shutdown")
-    if shutdown:
-        terminate = shutdown == SHUTDOWN_TERMINATE
-        current = engine_call("shutdown", engine().cancel, wid, terminate=terminate)
-        kopf.event(body, type="Normal", reason="Shutdown", message=f"shutdown: {shutdown}")
-    else:
-        current = engine_call("status", engine().status, wid)
+    if not await follow.before_read(wid, get_settings().operator_poll_interval, stopped):
+        return
+    current = await asyncio.to_thread(read_or_shut_down, spec, body, wid)
     if current is None:
         new = dict(status, phase="Failed", message=f"workflow {wid} is gone from Redis")
         publish(body, patch, status, new)
+        await follow.after_read(wid, (), final=True)
         return
     publish(body, patch, status, build(current, int(meta.get("generation", 1)), status))
+    meta_key = engine().client.meta_key
+    unfinished = [meta_key(n.task_id) for n in current.nodes if n.phase not in LEAF_DONE]
+    await follow.after_read(wid, unfinished, final=current.phase in FINAL_PHASES)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
