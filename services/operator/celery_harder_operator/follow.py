@@ -170,6 +170,9 @@ FOLLOWER = Follower()
 
 # ------------------------------------------------------------ the sync timer's side
 
+# Threads for the handlers' Redis calls (kopf's pool of sync handlers, and the sync
+# timer's reads): they wait on round trips, so many more than there are cores.
+THREADS = 32
 # kopf's sleep between two runs of the sync timer. The timer itself waits in
 # `before_read` for a leaf to speak or the poll interval to pass, so this only hands
 # control back to kopf (which applies the patch) between two reads.
@@ -240,8 +243,10 @@ async def forget(wid: str) -> None:
 
 
 @kopf.on.startup()
-async def start_following(**_: Any) -> None:
+async def start_following(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Listen to the result backend's Pub/Sub (the same Redis the results are in)."""
+    # The sync timer's reads (asyncio.to_thread) share the pool of kopf's sync handlers.
+    asyncio.get_running_loop().set_default_executor(settings.execution.executor)
     await FOLLOWER.start(get_settings().result_backend_url)
 
 

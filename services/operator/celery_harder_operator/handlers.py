@@ -63,6 +63,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.background.instant_exit_timeout = 0.1
     # kopf's own "handler succeeded" Events are noise; ours go out with kopf.event().
     settings.posting.level = logging.WARNING
+    # Handlers wait on Redis, not on the CPU: the default pool (cores + 4 threads)
+    # queued 100 resources' dispatches behind one another.
+    settings.execution.max_workers = follow.THREADS
 
 
 def publish(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, new: dict[str, Any]) -> None:
