@@ -1,0 +1,461 @@
+"""B6, B6b, B6c, B6d: the operator measured on the T2 control plane (kube-apiserver + etcd).
+
+Each function returns plain numbers; the harness turns them into figures and ratios.
+Everything is real: the control plane the T2 tests build, redis-server, a prefork
+worker, uvicorn, and `kopf run` with the operator's default settings (the 2 s poll
+interval users get, unless `poll_interval` says otherwise).
+
+- B6: N small TaskWorkflows applied with `kubectl apply` until all read Succeeded,
+  against the same N through `POST /workflows` until all read Succeeded.
+- B6b: TaskWorkflows completed per minute: N created through the API server at once,
+  the time from the first create to the last Succeeded.
+- B6c: a 100-step chain TaskWorkflow against a one-task TaskWorkflow, created to
+  Succeeded: (chain - one) / (steps - 1), in ms per step.
+- B6d: the kopf process's CPU time (utime + stime from /proc/<pid>/stat) over a fixed
+  window with no TaskWorkflows, then over the same window with N finished ones
+  present (created, finished, and handled by the operator before the window opens).
+
+`tiny()` sizes run in a few seconds each (tests/k8s/test_operator_rows.py); they keep
+the code working and prove nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from celery_harder.settings import Settings
+from celery_harder_dev.stack import (
+    ApiServer,
+    RedisServer,
+    StackEnv,
+    running_api,
+    running_redis,
+    running_worker,
+)
+from tests.support.kube import REPO_ROOT, ControlPlane
+from tests.support.operator_process import OperatorProcess, running_operator
+
+GROUP_PATH = "/apis/celery-harder.io/v1alpha1"
+CRDS = REPO_ROOT / "charts" / "celery-harder" / "crds"
+CRD_NAMES = ("taskworkflows.celery-harder.io", "crontaskworkflows.celery-harder.io")
+SMALL = {"chain": [{"task": "add", "args": [1, 1]}, {"task": "mul", "args": [2]}]}
+RUN_TIMEOUT = 600.0
+POLL = 0.05
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class OperatorSize:
+    name: str
+    workflows: int  # B6: TaskWorkflows applied (and as many POST /workflows)
+    throughput: int  # B6b: TaskWorkflows created at once
+    steps: int  # B6c: steps of the chain
+    finished: int  # B6d: finished TaskWorkflows present
+    window: float  # B6d: seconds of CPU accounting per side
+
+
+SIZES = {
+    "tiny": OperatorSize("tiny", 5, 5, 5, 20, 2.0),
+    "full": OperatorSize("full", 100, 300, 100, 10_000, 30.0),
+}
+
+
+class Kube:
+    """A small HTTP client of the control plane's API server (admin certificate)."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        ctx = ssl.create_default_context(cafile=str(cp.pki / "ca.crt"))
+        ctx.load_cert_chain(str(cp.pki / "admin.crt"), str(cp.pki / "admin.key"))
+        self.http = httpx.Client(base_url=cp.server, verify=ctx, timeout=60)
+
+    def tw_path(self, ns: str, name: str = "") -> str:
+        base = f"{GROUP_PATH}/namespaces/{ns}/taskworkflows"
+        return f"{base}/{name}" if name else base
+
+    def namespace(self, prefix: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        self.http.post("/api/v1/namespaces", json=body).raise_for_status()
+        return name
+
+    def create(self, ns: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(self.tw_path(ns), json=manifest)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def items(self, ns: str) -> list[dict[str, Any]]:
+        response = self.http.get(self.tw_path(ns))
+        response.raise_for_status()
+        return list(response.json()["items"])
+
+    def phases(self, ns: str) -> list[str | None]:
+        return [i.get("status", {}).get("phase") for i in self.items(ns)]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def tw(name: str, workflow: Any, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "celery-harder.io/v1alpha1",
+        "kind": "TaskWorkflow",
+        "metadata": {"name": name},
+        "spec": {"workflow": workflow, **spec},
+    }
+
+
+def chain_of(steps: int) -> dict[str, Any]:
+    rest = [{"task": "add", "args": [1]}] * (steps - 1)
+    return {"chain": [{"task": "add", "args": [1, 1]}, *rest]}
+
+
+@dataclass
+class OperatorRig:
+    """The control plane, a worker, the API and the operator, on one Redis."""
+
+    cp: ControlPlane
+    kube: Kube
+    stack: StackEnv
+    api: ApiServer
+    operator: OperatorProcess
+
+    def operator_pid(self) -> int:
+        assert self.operator.process is not None
+        return self.operator.process.pid
+
+
+@contextmanager
+def operator_rig(
+    server: RedisServer,
+    workdir: Path,
+    *,
+    poll_interval: float | None = None,
+    concurrency: int = 2,
+    db: int = 0,
+    operator_env: dict[str, str] | None = None,
+) -> Iterator[OperatorRig]:
+    """Start everything; `poll_interval` None keeps the operator's default (2 s)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stack = StackEnv(broker_url=server.url(db), workdir=workdir)
+    with ExitStack() as stack_of:
+        cp = ControlPlane(workdir=workdir / "kube")
+        cp.start()
+        stack_of.callback(cp.stop)
+        for name in CRD_NAMES:
+            cp.kubectl("apply", "-f", str(CRDS / f"{name}.yaml"))
+            cp.wait_for_crd(name)
+        kube = Kube(cp)
+        stack_of.callback(kube.close)
+        stack_of.enter_context(running_worker(stack, "bench-op", concurrency=concurrency))
+        api = stack_of.enter_context(running_api(stack))
+        env = dict(operator_env or {})
+        # tests/support's operator sets 0.5 s for quick tests; a benchmark runs the default.
+        interval = poll_interval if poll_interval is not None else default_poll_interval()
+        env["CELERY_HARDER_OPERATOR_POLL_INTERVAL"] = str(interval)
+        operator = stack_of.enter_context(running_operator(stack, cp.env(), env))
+        yield OperatorRig(cp, kube, stack, api, operator)
+
+
+def default_poll_interval() -> float:
+    return float(Settings.model_fields["operator_poll_interval"].default)
+
+
+def wait_all(count: Callable[[], int], total: int, what: str, timeout: float = RUN_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while (seen := count()) < total:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: {seen}/{total} after {timeout:.0f}s")
+        time.sleep(POLL)
+
+
+def succeeded_in(kube: Kube, ns: str) -> Callable[[], int]:
+    def count() -> int:
+        phases = kube.phases(ns)
+        bad = [p for p in phases if p in ("Failed", "Cancelled")]
+        if bad:
+            raise AssertionError(f"{ns}: {len(bad)} TaskWorkflows ended {bad[0]}")
+        return phases.count("Succeeded")
+
+    return count
+
+
+# ---------------------------------------------------------------- B6
+
+
+def b6(rig: OperatorRig, n: int, kubectl: bool = False) -> dict[str, float]:
+    """N TaskWorkflows created → all Succeeded, against N by POST /workflows → all Succeeded.
+
+    Both sides send their N one after the other over HTTP: N creates to the API server,
+    N POSTs to the API. With `kubectl` the N go in as one `kubectl apply` of N documents
+    instead, which adds kubectl's own start and discovery (0.5-1 s here) to the figure.
+    """
+    ns = rig.kube.namespace("b6")
+    manifests = [tw(f"b6-{i}", SMALL) for i in range(n)]
+    started = time.monotonic()
+    if kubectl:
+        rig.cp.apply(manifests, "-n", ns)
+    else:
+        for manifest in manifests:
+            rig.kube.create(ns, manifest)
+    wait_all(succeeded_in(rig.kube, ns), n, "B6 operator")
+    via_operator = time.monotonic() - started
+
+    started = time.monotonic()
+    with rig.api.client(timeout=30) as client:
+        ids = [client.post("/workflows", json={"workflow": SMALL}).json()["id"] for _ in range(n)]
+        pending = set(ids)
+
+        def done() -> int:
+            nonlocal pending
+            pending = {
+                w for w in pending if client.get(f"/workflows/{w}").json()["phase"] != "Succeeded"
+            }
+            return n - len(pending)
+
+        wait_all(done, n, "B6 API")
+    via_api = time.monotonic() - started
+    return {"operator_s": via_operator, "api_s": via_api, "ratio": via_operator / via_api}
+
+
+# ---------------------------------------------------------------- B6b
+
+
+def create_many(kube: Kube, ns: str, manifests: Sequence[dict[str, Any]], threads: int = 8) -> None:
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda m: kube.create(ns, m), manifests))
+
+
+def b6b(rig: OperatorRig, n: int) -> dict[str, float]:
+    """N TaskWorkflows created through the API server at once: completed per minute."""
+    ns = rig.kube.namespace("b6b")
+    started = time.monotonic()
+    create_many(rig.kube, ns, [tw(f"b6b-{i}", SMALL) for i in range(n)])
+    wait_all(succeeded_in(rig.kube, ns), n, "B6b")
+    elapsed = time.monotonic() - started
+    return {"seconds": elapsed, "per_minute": n / elapsed * 60}
+
+
+# ---------------------------------------------------------------- B6c
+
+
+def time_one(rig: OperatorRig, ns: str, name: str, workflow: Any) -> float:
+    started = time.monotonic()
+    rig.kube.create(ns, tw(name, workflow))
+
+    def phase() -> int:
+        response = rig.kube.http.get(rig.kube.tw_path(ns, name))
+        response.raise_for_status()
+        value = response.json().get("status", {}).get("phase")
+        if value in ("Failed", "Cancelled"):
+            raise AssertionError(f"{name} ended {value}")
+        return int(value == "Succeeded")
+
+    wait_all(phase, 1, f"B6c {name}")
+    return time.monotonic() - started
+
+
+def api_time(rig: OperatorRig, workflow: Any) -> float:
+    """One workflow through POST /workflows → Succeeded (Celery's own time for it)."""
+    started = time.monotonic()
+    with rig.api.client(timeout=30) as client:
+        wid = client.post("/workflows", json={"workflow": workflow}).json()["id"]
+
+        def done() -> int:
+            return int(client.get(f"/workflows/{wid}").json()["phase"] == "Succeeded")
+
+        wait_all(done, 1, "B6c API")
+    return time.monotonic() - started
+
+
+def b6c(rig: OperatorRig, steps: int) -> dict[str, float]:
+    """A `steps`-step chain against one task, created → Succeeded: ms per extra step.
+
+    The same two through POST /workflows give Celery's own cost per chain step
+    (`api_ms_per_step`), the floor under the operator's figure.
+    """
+    ns = rig.kube.namespace("b6c")
+    one = time_one(rig, ns, "one", {"task": "add", "args": [1, 1]})
+    chain = time_one(rig, ns, "chain", chain_of(steps))
+    api_one = api_time(rig, {"task": "add", "args": [1, 1]})
+    api_chain = api_time(rig, chain_of(steps))
+    return {
+        "one_s": one,
+        "chain_s": chain,
+        "ms_per_step": (chain - one) / (steps - 1) * 1000,
+        "api_ms_per_step": (api_chain - api_one) / (steps - 1) * 1000,
+    }
+
+
+# ---------------------------------------------------------------- B6d
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cpu_over(pid: int, window: float) -> float:
+    before = cpu_seconds(pid)
+    end = time.monotonic() + window
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 1.0))  # a fixed measuring window, not a synchronisation
+    return cpu_seconds(pid) - before
+
+
+def finished_status() -> dict[str, Any]:
+    """A Succeeded status as the operator writes it (one leaf)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cond = {"status": "True", "reason": "Succeeded", "message": "", "lastTransitionTime": now,
+            "observedGeneration": 1}  # fmt: skip
+    return {
+        "phase": "Succeeded", "progress": "1/1", "workflowId": "bench", "message": "",
+        "observedGeneration": 1, "nodesTruncated": False, "nodes": [],
+        "counts": {"total": 1, "pending": 0, "running": 0, "succeeded": 1, "failed": 0,
+                   "cancelled": 0, "skipped": 0},
+        "conditions": [{"type": "Accepted", **cond, "reason": "Dispatched"},
+                       {"type": "Succeeded", **cond}],
+        "startedAt": now, "finishedAt": now, "result": 2,
+    }  # fmt: skip
+
+
+def create_finished(kube: Kube, ns: str, n: int, threads: int = 8) -> None:
+    """N TaskWorkflows that already read Succeeded: created, then their status written."""
+    status = finished_status()
+
+    def one(i: int) -> None:
+        name = f"done-{i}"
+        kube.create(ns, tw(name, {"task": "add", "args": [1, 1]}))
+        response = kube.http.patch(
+            kube.tw_path(ns, name) + "/status",
+            content=json.dumps({"status": status}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        response.raise_for_status()
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(n)))
+
+
+def handled_by_operator(kube: Kube, ns: str) -> Callable[[], int]:
+    """How many resources carry the operator's finalizer (it has seen them)."""
+
+    def count() -> int:
+        return sum(
+            "celery-harder.io/cancel-workflow" in i["metadata"].get("finalizers", [])
+            for i in kube.items(ns)
+        )
+
+    return count
+
+
+def quiet(kube: Kube, ns: str, seconds: float, timeout: float = RUN_TIMEOUT) -> None:
+    """Wait until no TaskWorkflow in `ns` changed for `seconds` (the list's resourceVersions)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while True:
+        versions = sorted(i["metadata"]["resourceVersion"] for i in kube.items(ns))
+        if versions != last:
+            last, since = versions, time.monotonic()
+        elif time.monotonic() - since >= seconds:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{ns} kept changing for {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+def versions(kube: Kube, ns: str) -> dict[str, str]:
+    return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in kube.items(ns)}
+
+
+def b6d(rig: OperatorRig, n: int, window: float) -> dict[str, float]:
+    """Operator CPU over `window` with N finished TaskWorkflows against with none.
+
+    Also counts the resources written during the loaded window (`written`): a finished
+    resource must see no handler run, so that is 0.
+    """
+    pid = rig.operator_pid()
+    ns = rig.kube.namespace("b6d")
+    # The cluster holds no TaskWorkflow that is still running (earlier rows have ended).
+    idle = cpu_over(pid, window)
+    create_finished(rig.kube, ns, n)
+    wait_all(handled_by_operator(rig.kube, ns), n, "B6d: the operator to see every resource")
+    quiet(rig.kube, ns, seconds=min(5.0, window))
+    before = versions(rig.kube, ns)
+    loaded = cpu_over(pid, window)
+    after = versions(rig.kube, ns)
+    # One clock tick is the resolution: never divide by zero on a very idle baseline.
+    tick = 1 / CLOCK_TICKS
+    return {
+        "idle_cpu_s": idle,
+        "loaded_cpu_s": loaded,
+        "ratio": max(loaded, tick) / max(idle, tick),
+        "written": float(sum(before[k] != after.get(k) for k in before)),
+    }
+
+
+def run(server: RedisServer, workdir: Path, size: OperatorSize) -> dict[str, dict[str, float]]:
+    """Every row once, on one rig; B6d last (it leaves N resources behind)."""
+    with operator_rig(server, workdir / "operator-rows") as rig:
+        return {
+            "B6": b6(rig, size.workflows),
+            "B6b": b6b(rig, size.throughput),
+            "B6c": b6c(rig, size.steps),
+            "B6d": b6d(rig, size.finished, size.window),
+        }
+
+
+def main() -> None:
+    """`python -m bench.operator_rows`: the rows on a fresh rig, printed as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--only", default="B6,B6-kubectl,B6b,B6c,B6d")
+    parser.add_argument(
+        "--operator-pythonpath", default=None,
+        help="run the operator from this copy of celery_harder_operator (a before/after run)",
+    )  # fmt: skip
+    parser.add_argument("--poll-interval", type=float, default=None)
+    parser.add_argument("--finished", type=int, default=None, help="B6d's resources")
+    args = parser.parse_args()
+    size = SIZES[args.size]
+    rows = {r.strip() for r in args.only.split(",")}
+    out: dict[str, Any] = {}
+    env = {"PYTHONPATH": args.operator_pythonpath} if args.operator_pythonpath else None
+    with (
+        tempfile.TemporaryDirectory(prefix="operator-rows-") as tmp,
+        running_redis(Path(tmp) / "redis") as server,
+        operator_rig(
+            server, Path(tmp) / "rig", poll_interval=args.poll_interval, operator_env=env
+        ) as rig,
+    ):
+        print(f"operator pid {rig.operator_pid()}", flush=True)
+        steps: dict[str, Callable[[], dict[str, float]]] = {
+            "B6": lambda: b6(rig, size.workflows),
+            "B6-kubectl": lambda: b6(rig, size.workflows, kubectl=True),
+            "B6b": lambda: b6b(rig, size.throughput),
+            "B6c": lambda: b6c(rig, size.steps),
+            "B6d": lambda: b6d(rig, args.finished or size.finished, size.window),
+        }
+        for row, measure in steps.items():
+            if row in rows:
+                out[row] = measure()
+                print(row, out[row], flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

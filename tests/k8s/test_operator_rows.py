@@ -1,0 +1,56 @@
+"""T2: bench/operator_rows.py's B6, B6b, B6c and B6d run, at a tiny size by default.
+
+They keep the benchmark code working and check what holds at any size: every
+workflow ends Succeeded, and no finished resource is written during B6d's window.
+They time nothing. CELERY_HARDER_BENCH_OPERATOR_SIZE=full runs the real sizes.
+"""
+
+import math
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from bench import operator_rows as rows
+from tests.support.operator_process import running_operator
+from tests.support.stack import ApiServer, StackEnv, Worker
+
+SIZE = rows.SIZES[os.environ.get("CELERY_HARDER_BENCH_OPERATOR_SIZE", "tiny")]
+
+
+@pytest.fixture(scope="module")
+def rig(
+    kube_api, taskworkflow_crd, stack: StackEnv, worker: Worker, api: ApiServer
+) -> Iterator[rows.OperatorRig]:
+    kube = rows.Kube(kube_api)
+    with running_operator(stack, kube_api.env()) as operator:
+        yield rows.OperatorRig(kube_api, kube, stack, api, operator)
+    kube.close()
+
+
+def positive(*values: float) -> bool:
+    return all(math.isfinite(v) and v > 0 for v in values)
+
+
+def test_b6_created_and_posted(rig: rows.OperatorRig) -> None:
+    found = rows.b6(rig, SIZE.workflows)
+    assert positive(found["operator_s"], found["api_s"], found["ratio"]), found
+    by_kubectl = rows.b6(rig, SIZE.workflows, kubectl=True)
+    assert positive(by_kubectl["ratio"]), by_kubectl
+
+
+def test_b6b_completed_per_minute(rig: rows.OperatorRig) -> None:
+    found = rows.b6b(rig, SIZE.throughput)
+    assert positive(found["per_minute"]), found
+
+
+def test_b6c_chain_against_one_task(rig: rows.OperatorRig) -> None:
+    found = rows.b6c(rig, SIZE.steps)
+    assert positive(found["one_s"], found["chain_s"]), found
+    assert math.isfinite(found["ms_per_step"]) and math.isfinite(found["api_ms_per_step"])
+
+
+def test_b6d_finished_resources_are_left_alone(rig: rows.OperatorRig) -> None:
+    found = rows.b6d(rig, SIZE.finished, SIZE.window)
+    assert found["written"] == 0, found
+    assert positive(found["ratio"]) and found["idle_cpu_s"] >= 0, found
