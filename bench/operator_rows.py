@@ -333,13 +333,14 @@ def finished_status() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def create_finished(kube: Kube, ns: str, n: int, threads: int = 8) -> None:
+def create_finished(kube: Kube, ns: str, n: int, threads: int = 8, ttl: int | None = None) -> None:
     """N TaskWorkflows that already read Succeeded: created, then their status written."""
     status = finished_status()
+    extra = {} if ttl is None else {"ttlSecondsAfterFinished": ttl}
 
     def one(i: int) -> None:
         name = f"done-{i}"
-        kube.create(ns, tw(name, {"task": "add", "args": [1, 1]}))
+        kube.create(ns, tw(name, {"task": "add", "args": [1, 1]}, **extra))
         response = kube.http.patch(
             kube.tw_path(ns, name) + "/status",
             content=json.dumps({"status": status}),
@@ -382,17 +383,18 @@ def versions(kube: Kube, ns: str) -> dict[str, str]:
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in kube.items(ns)}
 
 
-def b6d(rig: OperatorRig, n: int, window: float) -> dict[str, float]:
+def b6d(rig: OperatorRig, n: int, window: float, ttl: int | None = None) -> dict[str, float]:
     """Operator CPU over `window` with N finished TaskWorkflows against with none.
 
     Also counts the resources written during the loaded window (`written`): a finished
-    resource must see no handler run, so that is 0.
+    resource must see no handler run, so that is 0. With `ttl` every resource also
+    has a ttlSecondsAfterFinished still to wait out (a day, say).
     """
     pid = rig.operator_pid()
     ns = rig.kube.namespace("b6d")
     # The cluster holds no TaskWorkflow that is still running (earlier rows have ended).
     idle = cpu_over(pid, window)
-    create_finished(rig.kube, ns, n)
+    create_finished(rig.kube, ns, n, ttl=ttl)
     wait_all(handled_by_operator(rig.kube, ns), n, "B6d: the operator to see every resource")
     quiet(rig.kube, ns, seconds=min(5.0, window))
     before = versions(rig.kube, ns)
@@ -430,6 +432,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--poll-interval", type=float, default=None)
     parser.add_argument("--finished", type=int, default=None, help="B6d's resources")
+    parser.add_argument("--ttl", type=int, default=None, help="B6d: their TTL in seconds")
     args = parser.parse_args()
     size = SIZES[args.size]
     rows = {r.strip() for r in args.only.split(",")}
@@ -448,7 +451,7 @@ def main() -> None:
             "B6-kubectl": lambda: b6(rig, size.workflows, kubectl=True),
             "B6b": lambda: b6b(rig, size.throughput),
             "B6c": lambda: b6c(rig, size.steps),
-            "B6d": lambda: b6d(rig, args.finished or size.finished, size.window),
+            "B6d": lambda: b6d(rig, args.finished or size.finished, size.window, args.ttl),
         }
         for row, measure in steps.items():
             if row in rows:
