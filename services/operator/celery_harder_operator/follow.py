@@ -52,6 +52,7 @@ class Follower:
         self._channels: dict[str, set[bytes]] = {}  # workflow id -> its channels
         self._events: dict[str, asyncio.Event] = {}
         self.connected = False
+        self._warned = False
 
     async def start(self, url: str) -> None:
         """Connect and start reading; a Redis that is not there yet is retried in the reader."""
@@ -150,12 +151,16 @@ class Follower:
             try:
                 if not self.connected:
                     await self._connect()
+                    self._warned = False
                     # Whatever was published while not listening is lost: read everything.
                     for event in self._events.values():
                         event.set()
                 message = await self._pubsub.get_message(timeout=None)
             except ERRORS as exc:
-                logger.warning("follower: Redis Pub/Sub unavailable (%s); polling carries on", exc)
+                if self.connected or not self._warned:
+                    # Once per outage, not once a second while it lasts.
+                    logger.warning("follower: Redis Pub/Sub unavailable (%s); polling goes on", exc)
+                    self._warned = True
                 await self._close()
                 await asyncio.sleep(RECONNECT_DELAY)
                 continue
