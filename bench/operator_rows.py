@@ -383,7 +383,9 @@ def versions(kube: Kube, ns: str) -> dict[str, str]:
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in kube.items(ns)}
 
 
-def b6d(rig: OperatorRig, n: int, window: float, ttl: int | None = None) -> dict[str, float]:
+def b6d(
+    rig: OperatorRig, n: int, window: float, ttl: int | None = None, settle: float = 5.0
+) -> dict[str, float]:
     """Operator CPU over `window` with N finished TaskWorkflows against with none.
 
     Also counts the resources written during the loaded window (`written`): a finished
@@ -396,7 +398,10 @@ def b6d(rig: OperatorRig, n: int, window: float, ttl: int | None = None) -> dict
     idle = cpu_over(pid, window)
     create_finished(rig.kube, ns, n, ttl=ttl)
     wait_all(handled_by_operator(rig.kube, ns), n, "B6d: the operator to see every resource")
-    quiet(rig.kube, ns, seconds=min(5.0, window))
+    quiet(rig.kube, ns, seconds=min(settle, window))
+    # kopf's per-resource workers exit settings.queueing.idle_timeout (5 s) after their
+    # last event: let them go before the window opens.
+    cpu_over(pid, settle)
     before = versions(rig.kube, ns)
     loaded = cpu_over(pid, window)
     after = versions(rig.kube, ns)
