@@ -71,14 +71,17 @@ def test_the_counters_show_exactly_the_mix_that_was_sent(mix_api: ApiServer) -> 
         }  # fmt: skip
         assert value(before, mn.WORKFLOWS_STARTED.series) == 0
         tasks = [client.post("/add", json={"x": i, "y": 1}) for i in range(3)]
-        tasks.append(client.post("/tasks", json={"task": "fail", "args": ["on purpose"]}))
+        tasks.append(
+            client.post("/tasks", json={"task": "fail", "kwargs": {"message": "on purpose"}})
+        )
         tasks.append(client.post("/test-request-info", json={"data": 1}))
         assert [r.status_code for r in tasks] == [202] * 5
         add = {"task": "add", "args": [1, 1]}
         chain = client.post("/chain", json={"steps": [add, {"task": "add", "args": [2]}]})
         chord = client.post("/chord", json={"header": [add, add], "body": {"task": "xsum"}})
         failing = client.post(
-            "/workflows", json={"workflow": {"group": [add, {"task": "fail", "args": ["x"]}]}}
+            "/workflows",
+            json={"workflow": {"group": [add, {"task": "fail", "kwargs": {"message": "x"}}]}},
         )
         sleep = {"task": "sleep", "kwargs": {"seconds": 20}}
         cancelled = client.post("/workflows", json={"workflow": sleep})
