@@ -3,7 +3,7 @@ and the in-flight hashes the API's /metrics reads."""
 
 import pytest
 
-from .chartlib import HELMS, pod_spec, render_case, render_sets
+from .chartlib import HELMS, pod_spec, render_case, render_fails, render_sets
 
 
 def env_of(container: dict) -> dict[str, str]:
@@ -31,6 +31,12 @@ def test_the_operator_serves_metrics_on_its_port_behind_a_service(helm):
     assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+@pytest.mark.parametrize("helm", sorted(HELMS))
+def test_metrics_and_liveness_need_a_port_each(helm):
+    stderr = render_fails(helm, "operator.metricsPort=8080")
+    assert "operator.metricsPort and operator.livenessPort are both 8080" in stderr
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
