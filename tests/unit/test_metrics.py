@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from kombu.transport.redis import Channel
 from prometheus_client import CollectorRegistry, generate_latest
@@ -26,6 +27,7 @@ from celery_harder.workflow.status import (
     aggregate,
 )
 from celery_harder_api.metrics import root_kind
+from celery_harder_dev.local_processes import free_port
 from celery_harder_operator import metrics as om
 
 TWO = {"group": [{"task": "add", "args": [1, 1]}, {"task": "add", "args": [2, 2]}]}
@@ -248,3 +250,20 @@ def test_instrumented_counts_runs_and_errors_and_keeps_the_handler_id() -> None:
         mn.OPERATOR_RECONCILE_ERRORS.series, {"handler": "sync"}
     )
     assert (runs, errors) == (2, 1)
+
+
+def test_the_operator_serves_its_registry_over_http_and_stops() -> None:
+    metrics = om.OperatorMetrics()
+    metrics.synced()
+    assert om.serve(0, "127.0.0.1", metrics) is None  # port 0: not served
+    port = free_port()
+    stop = om.serve(port, "127.0.0.1", metrics)
+    assert stop is not None
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        stop()
+    assert f"{mn.OPERATOR_LAST_SYNC.series} " in text
+    assert f'{mn.OPERATOR_RESOURCES.series}{{kind="TaskWorkflow",phase="Running"}} 0.0' in text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
