@@ -32,11 +32,18 @@ def test_monitoring_rules_and_dashboard(helm):
         for c in render.of_kind("ConfigMap")
         if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
     ]
-    board = json.loads(dash["data"]["celery-harder-overview.json"])
-    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    boards = {name: json.loads(text) for name, text in dash["data"].items()}
+    assert {b["uid"] for b in boards.values()} == {
+        "celery-harder-overview",
+        "celery-harder-tasks",
+        "celery-harder-workflows",
+    }
+    exprs = " ".join(
+        t["expr"] for b in boards.values() for p in b["panels"] for t in p.get("targets", [])
+    )
     for metric in (
         "celery_task_failed_total",
-        "celery_queue_length",
+        "celery_harder_queue_waiting_messages",
         "celery_worker_up",
         "celery_task_runtime_bucket",
     ):
