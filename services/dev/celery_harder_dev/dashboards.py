@@ -543,7 +543,14 @@ def _variable(name: str, label: str, query: str, *, all_: bool, multi: bool) -> 
         .multi(multi)
         .include_all(all_)
     )
-    return var.all_value(".*") if all_ else var
+    if not all_:
+        return var
+    # "All" selected when the dashboard opens; it matches series without the label too.
+    everything = ["$__all"] if multi else "$__all"
+    text = ["All"] if multi else "All"
+    return var.all_value(".*").current(
+        dm.VariableOption(selected=True, text=text, value=everything)
+    )
 
 
 def _panel(panel: Panel, panel_id: int) -> Any:
