@@ -12,21 +12,27 @@ def test_monitoring_rules_and_dashboard(helm):
     render = render_case(helm, "ci-kind")
     (rule,) = render.of_kind("PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert set(alerts) == {"CeleryTaskHighFailRate", "CeleryHighQueueLength", "CeleryWorkerDown"}
-    assert (
-        alerts["CeleryHighQueueLength"]["for"] == "20m"
-        and "> 100" in alerts["CeleryHighQueueLength"]["expr"]
-    )
-    assert alerts["CeleryWorkerDown"]["for"] == "15m"
+    assert set(alerts) == {
+        "CeleryTaskHighFailRate",
+        "CeleryBacklogAtMaxReplicas",
+        "CeleryQueueNotConsumed",
+        "CeleryHarderWorkflowsFailing",
+        "CeleryHarderWorkflowsOverdue",
+        "CeleryHarderOperatorNotSyncing",
+        "CeleryHarderApiErrors",
+        "CeleryHarderApiSlow",
+    }
+    # ci/kind-values.yaml caps the default pool at 4 replicas
+    assert ">= 4" in alerts["CeleryBacklogAtMaxReplicas"]["expr"]
+    assert alerts["CeleryBacklogAtMaxReplicas"]["labels"]["pool"] == "default"
     assert (
         "[10m]" in alerts["CeleryTaskHighFailRate"]["expr"]
         and "> 5" in alerts["CeleryTaskHighFailRate"]["expr"]
     )
-    assert (
-        "{{ $labels.queue_name }}" in alerts["CeleryHighQueueLength"]["annotations"]["description"]
-    )
+    assert "{{ $labels.queue }}" in alerts["CeleryQueueNotConsumed"]["annotations"]["description"]
     off = render_case(helm, "monitoring-on").of_kind("PrometheusRule")[0]
-    assert "CeleryWorkerDown" not in {r["alert"] for g in off["spec"]["groups"] for r in g["rules"]}
+    rules = {r["alert"] for g in off["spec"]["groups"] for r in g["rules"]}
+    assert "CeleryQueueNotConsumed" not in rules and "CeleryBacklogAtMaxReplicas" in rules
     (dash,) = [
         c
         for c in render.of_kind("ConfigMap")
