@@ -28,7 +28,7 @@ from celery_harder import metric_names as m
 from celery_harder_dev.dashboards import dashboard_uids
 
 from .alertlib import RUNBOOK, api_job, chart_values, render_rules, rules_of
-from .chartlib import NAMESPACE, RELEASE, VALUES_DIR
+from .chartlib import NAMESPACE, RELEASE, VALUES_DIR, render_case
 
 PROMTOOL = shutil.which("promtool")
 NS = NAMESPACE
@@ -744,3 +744,28 @@ def test_api_slow(spec, rules_file, tmp_path):
         },
     ]
     run_cases(rules_file, cases, tmp_path)
+
+
+def test_pool_patterns_match_their_own_pods_only():
+    """The exporter's `hostname` is the pod name: each pool's rules must match the pods of
+    its own Deployment (<name>-<template hash>-<suffix>) and no other pool's."""
+    spec = render_rules(values_files=(VALUES_DIR / "pools.yaml",))
+    patterns = {
+        r["labels"]["pool"]: re.search(r'hostname=~"([^"]+)"', r["expr"]).group(1)
+        for r in rules_of(spec)
+        if r["alert"] == "CeleryBacklogAtMaxReplicas"
+    }
+    deployments = {
+        d["metadata"]["labels"]["celery-harder.io/pool"]: d["metadata"]["name"]
+        for d in render_case("helm4", "pools").of_kind("Deployment")
+        if "celery-harder.io/pool" in d["metadata"]["labels"]
+    }
+    pods = {
+        pool: [f"{name}-7d9f8b6c4-x2k9z", f"{name}-5b4-bq2zt"] for pool, name in deployments.items()
+    }
+    assert set(pods) == {"default", "cpu", "io"}
+    for pool, pattern in patterns.items():
+        for other, names in pods.items():
+            for name in names:
+                assert bool(re.fullmatch(pattern, name)) == (pool == other), (pattern, name)
+        assert not re.fullmatch(pattern, f"{pods[pool][0]}.celery-harder.svc")
