@@ -197,6 +197,26 @@ OVERVIEW = Board(
                     width=6,
                 ),
                 Panel(
+                    "Redis read by every API replica",
+                    qs(q(f"min({sel(m.REDIS_UP.series)})", "redis up")),
+                    kind="stat",
+                    width=6,
+                    description="0 when an API replica's last scrape could not read the "
+                    "queues from Redis: the queue gauges are absent then.",
+                ),
+                Panel(
+                    "Queue read time per scrape",
+                    qs(
+                        q(
+                            f"max by (instance) ({sel(m.QUEUE_SCRAPE_DURATION.series)})",
+                            "{{instance}}",
+                        )
+                    ),
+                    unit="s",
+                    kind="stat",
+                    width=6,
+                ),
+                Panel(
                     "Waiting by queue (priority sub-lists summed)",
                     qs(q(f"sum by (queue) ({WAITING})", "{{queue}}")),
                     width=12,
