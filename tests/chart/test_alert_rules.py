@@ -612,41 +612,61 @@ def test_operator_not_syncing(spec, rules_file, tmp_path):
     at = f"{at_s}s"
     lab = f'namespace="{NS}",job="{RELEASE}-operator"'
 
-    def operator(last_sync, running):
-        resources = f'{m.OPERATOR_RESOURCES.series}{{{lab},kind="TaskWorkflow"'
+    def operator(last_sync, running, crons=None):
+        """The operator's gauges: a last sync, Running TaskWorkflows, CronTaskWorkflows by
+        phase (the operator serves every kind and phase, zeros included)."""
+        crons = {"Scheduled": 0, "Suspended": 0, "ValidationFailed": 0, **(crons or {})}
+        resources = f"{m.OPERATOR_RESOURCES.series}{{{lab}"
         return [
             {"series": f"{m.OPERATOR_LAST_SYNC.series}{{{lab}}}", "values": series(n, last_sync)},
-            {"series": f'{resources},phase="Running"}}', "values": series(n, lambda i: running)},
-            {"series": f'{resources},phase="Succeeded"}}', "values": series(n, lambda i: 7)},
+            {
+                "series": f'{resources},kind="TaskWorkflow",phase="Running"}}',
+                "values": series(n, lambda i: running),
+            },
+            {
+                "series": f'{resources},kind="TaskWorkflow",phase="Succeeded"}}',
+                "values": series(n, lambda i: 7),
+            },
+            *(
+                {
+                    "series": f'{resources},kind="CronTaskWorkflow",phase="{phase}"}}',
+                    "values": series(n, lambda i, k=k: k),
+                }
+                for phase, k in crons.items()
+            ),
         ]
 
     stuck_at = 60
+
+    def stuck(i):
+        return min(i * STEP_S, stuck_at)
+
     minutes, secs = divmod(at_s - stuck_at, 60)
     desc = (
-        f"The operator last synced {minutes}m {secs}s ago while resources are Running "
-        f"(threshold {age} s)."
+        f"The operator last synced {minutes}m {secs}s ago while it has work (Running "
+        f"TaskWorkflows or CronTaskWorkflows to evaluate; threshold {age} s)."
     )
+    labels = {"severity": "critical", "namespace": NS}
+    notes = annotations(spec, "CeleryHarderOperatorNotSyncing", desc)
     cases = [
         # stuck: the last sync at 60 s, two resources Running
         {
-            "input_series": operator(lambda i: min(i * STEP_S, stuck_at), 2),
-            "alert_rule_test": [
-                fired(
-                    "CeleryHarderOperatorNotSyncing",
-                    at,
-                    {"severity": "critical", "namespace": NS},
-                    annotations(spec, "CeleryHarderOperatorNotSyncing", desc),
-                )
-            ],
+            "input_series": operator(stuck, 2),
+            "alert_rule_test": [fired("CeleryHarderOperatorNotSyncing", at, labels, notes)],
         },
-        # idle: nothing Running, so no sync is due
+        # stuck with nothing Running but a (suspended) CronTaskWorkflow, evaluated every 5 s
         {
-            "input_series": operator(lambda i: min(i * STEP_S, stuck_at), 0),
+            "input_series": operator(stuck, 0, {"Suspended": 1}),
+            "alert_rule_test": [fired("CeleryHarderOperatorNotSyncing", at, labels, notes)],
+        },
+        # idle: nothing Running, only a cron whose schedule does not parse (never evaluated)
+        {
+            "input_series": operator(stuck, 0, {"ValidationFailed": 1}),
             "alert_rule_test": [silent("CeleryHarderOperatorNotSyncing", at)],
         },
         # busy and syncing
         {
-            "input_series": operator(lambda i: i * STEP_S, 2),
+            "input_series": operator(lambda i: i * STEP_S, 2, {"Scheduled": 3}),
             "alert_rule_test": [silent("CeleryHarderOperatorNotSyncing", at)],
         },
     ]
