@@ -625,11 +625,13 @@ def build(board: Board) -> dict[str, Any]:
         .with_variable(
             gdash.DatasourceVariable("datasource").label("Data source").type("prometheus")
         )
+        # Clusters and namespaces where a celery-harder API runs: the API serves
+        # celery_harder_redis_up on every scrape, Redis up or down.
         .with_variable(
             _variable(
                 "cluster",
                 "Cluster",
-                f"label_values({m.QUEUE_WAITING.series}, cluster)",
+                f"label_values({m.REDIS_UP.series}, cluster)",
                 all_=True,
                 multi=False,
             )
@@ -638,7 +640,7 @@ def build(board: Board) -> dict[str, Any]:
             _variable(
                 "namespace",
                 "Namespace",
-                f'label_values({m.QUEUE_WAITING.series}{{cluster=~"$cluster"}}, namespace)',
+                f'label_values({m.REDIS_UP.series}{{cluster=~"$cluster"}}, namespace)',
                 all_=False,
                 multi=False,
             )
