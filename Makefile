@@ -44,8 +44,10 @@ typecheck: venv
 tools:
 	bash scripts/install-k8s-tools.sh
 
+# The Debian tools, the Go modules, and celery-exporter from PyPI in a venv of its own.
 test-deps:
 	bash scripts/install-test-deps.sh
+	bash scripts/install-celery-exporter.sh
 
 load-tools:
 	bash scripts/install-load-tools.sh
