@@ -23,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_VALUES = REPO_ROOT / "charts" / "celery-harder" / "values.yaml"
 INSTALL_SCRIPT = "scripts/install-celery-exporter.sh"
 READY_TIMEOUT = 60.0
+# Each /metrics runs two `celery inspect` broadcasts (stats, active_queues) of 1 s each:
+# a scrape takes about 2 s, so Prometheus must allow more than that.
+SCRAPE_INTERVAL = "4s"
 # The image's entry point (`/app/cli.py`), as one -c program.
 ENTRY = 'from src.cli import cli; cli(auto_envvar_prefix="CE")'
 
@@ -136,7 +139,7 @@ def start_exporter(
     def ready() -> bool:
         if proc.poll() is not None:
             raise ProcessExited(f"celery-exporter exited: {log.read_text()[-2000:]}")
-        return httpx.get(exporter.url + "/metrics", timeout=2).status_code == 200
+        return httpx.get(exporter.url + "/metrics", timeout=10).status_code == 200
 
     try:
         wait_until(ready, ready_timeout, "celery-exporter", interval=0.2)
