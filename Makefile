@@ -11,6 +11,7 @@ EDITABLES := $(foreach p,$(SERVICES),-e $(dir $(p)))
 
 help:
 	@echo "make dev         run Redis, a worker, the API (:8000) and Flower (:5555) in the foreground"
+	@echo "                 PROMETHEUS=1: also celery-exporter (:9808) and Prometheus (:9090), the chart's rules loaded"
 	@echo "make test        install everything the tests need, lint, type-check, run every test"
 	@echo "make test-fast   lint, type-check and the T0/T1 tests only (no control plane, no images)"
 	@echo "make test-cluster the T4-local tests only: the chart on the local node (starts one if none runs)"
@@ -33,7 +34,7 @@ $(BIN)/.installed: requirements/constraints.txt requirements/dev.txt $(SERVICES)
 	@touch $@
 
 dev: venv
-	$(BIN)/python -m celery_harder_dev.dev_stack
+	$(BIN)/python -m celery_harder_dev.dev_stack $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
 
 lint: venv
 	$(BIN)/ruff check services tests scripts bench

@@ -30,14 +30,13 @@ from celery_harder.settings import Settings
 from celery_harder.task_client import create_task_client
 from celery_harder_dev.chart_monitoring import (
     NAMESPACE,
-    RELEASE,
     dashboard_files,
-    monitored_services,
     render_monitoring,
     rule_spec,
+    scrape_targets,
     write_rule_file,
 )
-from celery_harder_dev.exporter import SCRAPE_INTERVAL, running_exporter
+from celery_harder_dev.exporter import running_exporter
 from celery_harder_dev.local_processes import (
     ProcessExited,
     flower_command,
@@ -47,9 +46,7 @@ from celery_harder_dev.local_processes import (
 )
 from celery_harder_dev.prometheus import (
     Prometheus,
-    ScrapeTarget,
     running_prometheus,
-    target_labels,
 )
 from celery_harder_dev.promql import (
     Expression,
@@ -207,7 +204,6 @@ def observed(
     namespace = kube_api.create_namespace(f"prom-{int(time.time())}")
     objects = render_monitoring(namespace=NAMESPACE)
     rules = write_rule_file(objects, workdir / "chart-rules.yaml")
-    monitored = {s.component: s for s in monitored_services(objects)}
     ports = {c: free_port() for c in ("exporter", "flower", "operator")}
     operator_env = {OPERATOR_METRICS_PORT_ENV: str(ports["operator"])}
     with (
@@ -223,19 +219,8 @@ def observed(
             "flower": f"http://127.0.0.1:{ports['flower']}",
             "operator": f"http://127.0.0.1:{ports['operator']}",
         }
-        jobs = {c: monitored[c].service if c in monitored else f"{RELEASE}-{c}" for c in urls}
-        targets = [
-            ScrapeTarget(
-                job=jobs[c],
-                address=urls[c].removeprefix("http://"),
-                labels=target_labels(
-                    jobs[c], NAMESPACE, CLUSTER, monitored[c].port if c in monitored else "http"
-                ),
-                honor_labels=monitored[c].honor_labels if c in monitored else False,
-                interval=SCRAPE_INTERVAL if c == "exporter" else None,
-            )
-            for c in urls
-        ]
+        targets = scrape_targets(objects, urls, NAMESPACE, CLUSTER)
+        jobs = {c: t.job for c, t in zip(urls, targets, strict=True)}
         with running_prometheus(workdir / "prometheus", targets, [rules]) as prometheus:
             prometheus.wait_targets_up([jobs[c] for c in ("api", "exporter", "flower")])
             _plant(redis_server)

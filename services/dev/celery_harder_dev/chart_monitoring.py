@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from celery_harder_dev.cluster.layout import cache_root
+from celery_harder_dev.exporter import SCRAPE_INTERVAL as EXPORTER_SCRAPE_INTERVAL
+from celery_harder_dev.prometheus import ScrapeTarget, target_labels
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART = REPO_ROOT / "charts" / "celery-harder"
@@ -99,3 +101,33 @@ def monitored_services(objects: Sequence[dict[str, Any]]) -> list[MonitoredServi
 def dashboard_files() -> list[Path]:
     """The chart's dashboard JSON files."""
     return sorted(DASHBOARDS.glob("*.json"))
+
+
+def scrape_targets(
+    objects: Sequence[dict[str, Any]],
+    urls: dict[str, str],
+    namespace: str = NAMESPACE,
+    cluster: str = "local",
+    release: str = RELEASE,
+) -> list[ScrapeTarget]:
+    """Local targets for `urls` (component -> base URL), labelled as the chart's monitors.
+
+    A component the chart's ServiceMonitors select gets its Service's name as `job`,
+    its port name as `endpoint` and its honorLabels; one they do not select yet (the
+    operator) gets `<release>-<component>`, the chart's naming.
+    """
+    monitored = {s.component: s for s in monitored_services(objects)}
+    targets = []
+    for component, url in urls.items():
+        found = monitored.get(component)
+        job = found.service if found else f"{release}-{component}"
+        targets.append(
+            ScrapeTarget(
+                job=job,
+                address=url.removeprefix("http://"),
+                labels=target_labels(job, namespace, cluster, found.port if found else "http"),
+                honor_labels=found.honor_labels if found else False,
+                interval=EXPORTER_SCRAPE_INTERVAL if component == "exporter" else None,
+            )
+        )
+    return targets

@@ -169,6 +169,37 @@ class Prometheus:
         wait_until(all_up, timeout, f"targets up: {', '.join(jobs)}", interval=0.2)
 
 
+def write_config(
+    workdir: Path,
+    targets: Sequence[ScrapeTarget],
+    rule_files: Sequence[Path] = (),
+    scrape_interval: str = "1s",
+) -> Path:
+    """prometheus.yml in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(prometheus_config(targets, rule_files, scrape_interval, scrape_interval))
+    )
+    return config
+
+
+def prometheus_command(config: Path, workdir: Path, port: int) -> list[str]:
+    """The server on 127.0.0.1:`port`, its TSDB under `workdir`."""
+    return [
+        find_prometheus(),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+
+
+def is_ready(url: str) -> bool:
+    """Whether the server at `url` answers /-/ready with 200."""
+    return httpx.get(url + "/-/ready", timeout=2).status_code == 200
+
+
 @contextmanager
 def running_prometheus(
     workdir: Path,
@@ -178,28 +209,16 @@ def running_prometheus(
     scrape_interval: str = "1s",
 ) -> Iterator[Prometheus]:
     """Prometheus on 127.0.0.1:`port` (a free one by default), TSDB in `workdir`."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(prometheus_config(targets, rule_files, scrape_interval, scrape_interval))
-    )
+    config = write_config(workdir, targets, rule_files, scrape_interval)
     port = port or free_port()
     log = workdir / "prometheus.log"
-    cmd = [
-        find_prometheus(),
-        f"--config.file={config}",
-        f"--storage.tsdb.path={workdir / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
-        "--log.level=warn",
-    ]
-    proc = start_process(cmd, log=log, cwd=workdir)
+    proc = start_process(prometheus_command(config, workdir, port), log=log, cwd=workdir)
     server = Prometheus(f"http://127.0.0.1:{port}", proc, config, log)
 
     def ready() -> bool:
         if proc.poll() is not None:
             raise ProcessExited(f"prometheus exited: {log.read_text()[-3000:]}")
-        return httpx.get(server.url + "/-/ready", timeout=2).status_code == 200
+        return is_ready(server.url)
 
     try:
         wait_until(ready, READY_TIMEOUT, "prometheus", interval=0.2)
