@@ -50,7 +50,13 @@ def dev_stack(
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("CELERY_BROKER_URL", "CELERY_HARDER_API_KEYS", "CELERY_HARDER_API_AUTH")
+        if k
+        not in (
+            "CELERY_BROKER_URL",
+            "CELERY_HARDER_API_KEYS",
+            "CELERY_HARDER_API_AUTH",
+            "CELERY_HARDER_DEV_PROMETHEUS",
+        )
     }
     log = tmp_path / "dev.out"
     with log.open("wb") as out:
