@@ -51,6 +51,7 @@ from celery_harder_dev.prometheus import (
 from celery_harder_dev.promql import (
     Expression,
     dashboard_file_expressions,
+    dashboard_file_variable_expressions,
     exposition_names,
     metric_names,
     rule_expressions,
@@ -362,6 +363,15 @@ def dashboard_queries(observed: Observed) -> list[Expression]:
     return [Expression(e.source, e.where, substitute_variables(e.expr, values)) for e in found]
 
 
+def variable_queries(observed: Observed) -> list[Expression]:
+    """The selectors of the dashboards' query variables (label_values(<selector>, ...))."""
+    values = grafana_values(observed)
+    return [
+        Expression(e.source, e.where, substitute_variables(e.expr, values))
+        for e in dashboard_file_variable_expressions(dashboard_files())
+    ]
+
+
 def chart_rules(observed: Observed) -> list[Expression]:
     found = rule_expressions(observed.rule_spec, "PrometheusRule")
     assert found, "no rules rendered"
@@ -386,7 +396,7 @@ def test_every_dashboard_query_and_rule_parses(observed: Observed) -> None:
     assert "unexpected" in str(observed.prometheus.parse_error("sum(up{job=})"))  # the control
     errors = [
         f"{e}: {error}"
-        for e in [*dashboard_queries(observed), *chart_rules(observed)]
+        for e in [*dashboard_queries(observed), *variable_queries(observed), *chart_rules(observed)]
         if (error := observed.prometheus.parse_error(e.expr))
     ]
     assert errors == [], "\n".join(errors)
@@ -397,7 +407,7 @@ def test_every_metric_a_query_or_rule_reads_is_served(observed: Observed) -> Non
     assert metric_names("rate(celery_task_succeeded_totl[1m])") - served  # a typo is caught
     missing = [
         f"{e}: {sorted(names)}"
-        for e in [*dashboard_queries(observed), *chart_rules(observed)]
+        for e in [*dashboard_queries(observed), *variable_queries(observed), *chart_rules(observed)]
         if (names := metric_names(e.expr) - served)
     ]
     assert missing == [], "metrics no target serves:\n" + "\n".join(missing)
@@ -417,6 +427,9 @@ def test_every_dashboard_query_returns_data_after_the_mix(observed: Observed) ->
             wait_until(lambda e=e: p.query(e.expr), 15, what=str(e))
         except TimeoutError:
             empty.append(str(e))
+    for e in variable_queries(observed):
+        if not p.query(e.expr):
+            empty.append(str(e))  # no values: every panel that filters on it is empty
     assert empty == [], "panel queries with no data:\n" + "\n".join(empty)
 
 

@@ -13,6 +13,7 @@ from celery_harder_dev.promql import (
     metric_names,
     rule_expressions,
     substitute_variables,
+    variable_expressions,
 )
 
 
@@ -138,3 +139,29 @@ def test_exposition_names_include_declared_series_without_samples() -> None:
         "up_like",
     } <= names
     assert "HELP" not in names and "Total" not in names
+
+
+def test_variable_expressions_take_the_selector_of_label_values() -> None:
+    dashboard = {
+        "templating": {
+            "list": [
+                {"name": "datasource", "type": "datasource", "query": "prometheus"},
+                {"name": "cluster", "type": "query", "query": "label_values(up, cluster)"},
+                {
+                    "name": "ns",
+                    "type": "query",
+                    "query": {
+                        "query": 'label_values(celery_worker_up{cluster=~"$cluster"}, namespace)'
+                    },
+                },
+                {"name": "r", "type": "query", "query": "query_result(topk(3, a))"},
+                {"name": "all", "type": "query", "query": "label_values(job)"},
+                {"name": "c", "type": "custom", "query": "a,b"},
+            ]
+        }
+    }
+    assert [(e.where, e.expr) for e in variable_expressions(dashboard, "d")] == [
+        ("variable $cluster", "up"),
+        ("variable $ns", 'celery_worker_up{cluster=~"$cluster"}'),
+        ("variable $r", "topk(3, a)"),
+    ]

@@ -169,11 +169,49 @@ def dashboard_expressions(dashboard: Mapping[str, Any], source: str) -> list[Exp
     return found
 
 
+# Grafana's Prometheus variable functions whose first argument is a series selector or
+# an expression: label_values(selector, label), query_result(expr).
+_VARIABLE_QUERY = re.compile(r"^\s*(label_values|query_result)\((.*)\)\s*$", re.S)
+
+
+def variable_expressions(dashboard: Mapping[str, Any], source: str) -> list[Expression]:
+    """The PromQL inside each query variable (`label_values(<this>, label)`, ...).
+
+    `label_values(label)` (no selector) and `metrics(...)`/`label_names()` read no metric
+    and give nothing.
+    """
+    found = []
+    for variable in (dashboard.get("templating") or {}).get("list", []) or []:
+        if variable.get("type") != "query":
+            continue
+        query = variable.get("query")
+        text = query.get("query", "") if isinstance(query, Mapping) else query
+        match = _VARIABLE_QUERY.match(text or "")
+        if not match:
+            continue
+        function, inner = match.groups()
+        if function == "label_values":
+            head, comma, _label = inner.rpartition(",")
+            if not comma:
+                continue  # label_values(label): every series, no selector
+            inner = head
+        found.append(Expression(source, f"variable ${variable.get('name')}", inner.strip()))
+    return found
+
+
 def dashboard_file_expressions(paths: Iterable[Path]) -> list[Expression]:
     """Every panel query of every dashboard JSON file."""
     found: list[Expression] = []
     for path in sorted(paths):
         found += dashboard_expressions(json.loads(path.read_text()), f"dashboard {path.name}")
+    return found
+
+
+def dashboard_file_variable_expressions(paths: Iterable[Path]) -> list[Expression]:
+    """The PromQL inside every query variable of every dashboard JSON file."""
+    found: list[Expression] = []
+    for path in sorted(paths):
+        found += variable_expressions(json.loads(path.read_text()), f"dashboard {path.name}")
     return found
 
 
