@@ -70,8 +70,9 @@ PARKED = "parked"  # a configured queue that no worker consumes
 QUEUES = ("celery", PARKED)
 N_ADD, N_FAIL = 6, 3
 PLANTED = {0: 3, 6: 2}  # priority -> messages planted on PARKED
-# The operator serves its metrics on this port (celery_harder.settings: operator_metrics_port).
+# Where the operator serves its metrics (celery_harder.settings: operator_metrics_port, _host).
 OPERATOR_METRICS_PORT_ENV = "CELERY_HARDER_OPERATOR_METRICS_PORT"
+OPERATOR_METRICS_HOST_ENV = "CELERY_HARDER_OPERATOR_METRICS_HOST"
 # Metrics no catalog task can produce: a panel query may come back empty only when every
 # metric it reads is one of these AND has no series at all (checked, not assumed).
 CANNOT_OCCUR = {
@@ -206,7 +207,10 @@ def observed(
     objects = render_monitoring(namespace=NAMESPACE)
     rules = write_rule_file(objects, workdir / "chart-rules.yaml")
     ports = {c: free_port() for c in ("exporter", "flower", "operator")}
-    operator_env = {OPERATOR_METRICS_PORT_ENV: str(ports["operator"])}
+    operator_env = {
+        OPERATOR_METRICS_PORT_ENV: str(ports["operator"]),
+        OPERATOR_METRICS_HOST_ENV: "127.0.0.1",
+    }
     with (
         running_worker(stack, "prom", concurrency=2, queues=["celery"]),
         running_api(stack) as api,
