@@ -42,7 +42,10 @@ def test_monitoring_rules_and_dashboard(helm):
     ):
         assert metric in exprs
     monitors = {m["metadata"]["name"]: m for m in render.of_kind("ServiceMonitor")}
-    assert set(monitors) == {"celery-harder-exporter", "celery-harder-api", "celery-harder-flower"}
+    assert set(monitors) == {
+        "celery-harder-exporter", "celery-harder-api", "celery-harder-flower",
+        "celery-harder-operator",
+    }  # fmt: skip
     services = {s["metadata"]["name"]: s for s in render.of_kind("Service")}
     for name, sm in monitors.items():
         svc = services[name]

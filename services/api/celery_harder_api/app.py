@@ -86,8 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if warning:
         log.warning(warning)
     app.state.task_client = create_task_client(settings)
-    app.state.engine = WorkflowEngine(app.state.task_client)
-    app.state.metrics = install_metrics(app)
+    app.state.metrics = install_metrics(app, settings)
+    app.state.engine = WorkflowEngine(app.state.task_client, observer=app.state.metrics.workflows)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(RequestValidationError, validation_failed)

@@ -20,8 +20,10 @@ from celery_harder.workflow.status import FINAL_PHASES, WorkflowStatus
 from celery_harder_operator import (
     cron_handlers,  # noqa: F401  (importing it registers the CronTaskWorkflow handlers)
 )
+from celery_harder_operator import metrics as om
 from celery_harder_operator import status as st
 from celery_harder_operator.kube import delete_taskworkflow
+from celery_harder_operator.metrics import METRICS, instrumented
 from celery_harder_operator.resource import (
     ANNOTATION_PREFIX,
     FINALIZER,
@@ -37,13 +39,13 @@ RETRY_DELAY = 5.0
 
 @lru_cache(maxsize=1)
 def engine() -> WorkflowEngine:
-    """The process's workflow engine."""
-    return WorkflowEngine(create_task_client(get_settings()))
+    """The process's workflow engine; its observer counts the workflows it sees finish."""
+    return WorkflowEngine(create_task_client(get_settings()), observer=METRICS.workflows)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Keep kopf's state under the project's prefix; post only our own Events."""
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep kopf's state under the project's prefix; post only our own Events; serve /metrics."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
@@ -62,6 +64,22 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.background.instant_exit_timeout = 0.1
     # kopf's own "handler succeeded" Events are noise; ours go out with kopf.event().
     settings.posting.level = logging.WARNING
+    config = get_settings()
+    memo["stop_metrics"] = om.serve(config.operator_metrics_port, config.operator_metrics_host)
+
+
+@kopf.on.cleanup()
+def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    """Close the /metrics server on the way out."""
+    stop = memo.get("stop_metrics")
+    if stop is not None:
+        stop()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def track_phase(type: str | None, uid: str, status: kopf.Status, **_: Any) -> None:
+    """Keep the resources-by-phase gauge from every watch event (DELETED forgets)."""
+    METRICS.resources.apply(om.TASKWORKFLOW, type, uid, om.taskworkflow_phase(status))
 
 
 def publish(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, new: dict[str, Any]) -> None:
@@ -85,6 +103,7 @@ def engine_call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
+@instrumented("dispatch")
 def dispatch(
     spec: kopf.Spec,
     meta: kopf.Meta,
@@ -111,6 +130,10 @@ def dispatch(
         patch.status.update(st.status_changes(status, new))
         kopf.event(body, type="Warning", reason=st.REASON_VALIDATION, message=new["message"])
         return
+    if submitted.dispatched_now:
+        latency = om.dispatch_latency(meta.get("creationTimestamp"), datetime.now(UTC))
+        if latency is not None:
+            METRICS.dispatch_latency.observe(latency)
     reason = "Dispatched" if submitted.dispatched_now else "Resumed"
     kopf.event(
         body, type="Normal", reason=reason,
@@ -119,6 +142,7 @@ def dispatch(
     current = engine_call("status", engine().status, submitted.id)
     if current is not None:
         publish(body, patch, status, build(current, generation, status))
+    METRICS.synced()
 
 
 def build(current: WorkflowStatus, generation: int, status: kopf.Status) -> dict[str, Any]:
@@ -133,6 +157,7 @@ def wants_sync(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 # kopf evaluates `when` on every change of the resource and starts or stops the timer
 # to match: it starts once the create handler writes a phase, and stops at the end.
 @kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().operator_poll_interval, when=wants_sync)
+@instrumented("sync")
 def sync(
     spec: kopf.Spec,
     meta: kopf.Meta,
@@ -149,6 +174,7 @@ def sync(
         if st.ttl_expired(status, spec.get("ttlSecondsAfterFinished"), datetime.now(UTC)):
             kopf.event(body, type="Normal", reason="TTLExpired", message="deleting")
             delete_taskworkflow(namespace or "default", name)
+        METRICS.synced()
         return
     wid = workflow_id(uid)
     shutdown = spec.get("shutdown")
@@ -161,11 +187,14 @@ def sync(
     if current is None:
         new = dict(status, phase="Failed", message=f"workflow {wid} is gone from Redis")
         publish(body, patch, status, new)
+        METRICS.synced()
         return
     publish(body, patch, status, build(current, int(meta.get("generation", 1)), status))
+    METRICS.synced()
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
+@instrumented("cancel_on_delete")
 def cancel_on_delete(status: kopf.Status, body: kopf.Body, uid: str, **_: Any) -> None:
     """Deleting a running TaskWorkflow cancels its run (running tasks are terminated)."""
     if status.get("phase") in FINAL_PHASES or not status.get("workflowId"):
