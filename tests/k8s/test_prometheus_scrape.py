@@ -70,9 +70,6 @@ PARKED = "parked"  # a configured queue that no worker consumes
 QUEUES = ("celery", PARKED)
 N_ADD, N_FAIL = 6, 3
 PLANTED = {0: 3, 6: 2}  # priority -> messages planted on PARKED
-# Where the operator serves its metrics (celery_harder.settings: operator_metrics_port, _host).
-OPERATOR_METRICS_PORT_ENV = "CELERY_HARDER_OPERATOR_METRICS_PORT"
-OPERATOR_METRICS_HOST_ENV = "CELERY_HARDER_OPERATOR_METRICS_HOST"
 # Metrics no catalog task can produce: a panel query may come back empty only when every
 # metric it reads is one of these AND has no series at all (checked, not assumed).
 CANNOT_OCCUR = {
@@ -206,23 +203,19 @@ def observed(
     namespace = kube_api.create_namespace(f"prom-{int(time.time())}")
     objects = render_monitoring(namespace=NAMESPACE)
     rules = write_rule_file(objects, workdir / "chart-rules.yaml")
-    ports = {c: free_port() for c in ("exporter", "flower", "operator")}
-    operator_env = {
-        OPERATOR_METRICS_PORT_ENV: str(ports["operator"]),
-        OPERATOR_METRICS_HOST_ENV: "127.0.0.1",
-    }
+    ports = {c: free_port() for c in ("exporter", "flower")}
     with (
         running_worker(stack, "prom", concurrency=2, queues=["celery"]),
         running_api(stack) as api,
         running_exporter(url, ports["exporter"], QUEUES, workdir / "exporter.log"),
         running_flower(stack, ports["flower"]),
-        running_operator(stack, kube_api.env(), env=operator_env),
+        running_operator(stack, kube_api.env()) as operator,
     ):
         urls = {
             "api": api.url,
             "exporter": f"http://127.0.0.1:{ports['exporter']}",
             "flower": f"http://127.0.0.1:{ports['flower']}",
-            "operator": f"http://127.0.0.1:{ports['operator']}",
+            "operator": operator.metrics_url.removesuffix("/metrics"),
         }
         targets = scrape_targets(objects, urls, NAMESPACE, CLUSTER)
         jobs = {c: t.job for c, t in zip(urls, targets, strict=True)}
@@ -267,7 +260,7 @@ def test_stack_targets_are_up_with_the_cluster_labels(observed: Observed) -> Non
 
 
 def test_operator_target_is_up(observed: Observed) -> None:
-    """Needs the operator's own /metrics (CELERY_HARDER_OPERATOR_METRICS_PORT)."""
+    """The operator's own /metrics (its Service and ServiceMonitor in the chart)."""
     job = observed.jobs["operator"]
     try:
         observed.prometheus.wait_targets_up([job], timeout=30)
