@@ -6,9 +6,11 @@ install the tests and `make dev PROMETHEUS=1` use (scripts/install-celery-export
 """
 
 import re
+import shutil
 import subprocess
 import time
 
+import pytest
 import yaml
 
 from celery_harder_dev.exporter import chart_exporter_values, exporter_command, exporter_python
@@ -83,3 +85,14 @@ def test_local_exporter_flags_mirror_the_chart_deployment() -> None:
     assert f"--worker-timeout={env['CE_WORKER_TIMEOUT']}" in local
     assert f"--purge-offline-worker-metrics={env['CE_PURGE_OFFLINE_WORKER_METRICS']}" in local
     assert f"--retry-interval={env['CE_RETRY_INTERVAL']}" in local
+
+
+def test_the_install_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck is missing: run `bash scripts/install-test-deps.sh`", pytrace=False)
+    for script in (INSTALL_SCRIPT, VERSION_SCRIPT):
+        proc = subprocess.run(
+            [shellcheck, "-x", str(script)], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
