@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SERVICES := $(wildcard services/*/pyproject.toml)
 EDITABLES := $(foreach p,$(SERVICES),-e $(dir $(p)))
 
-.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps load-tools \
+.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps load-tools celery-exporter \
 	control-plane node-binaries images cluster-images cluster-deps cluster cluster-down bench \
 	chaos constraints clean
 
@@ -46,8 +46,10 @@ tools:
 	bash scripts/install-k8s-tools.sh
 
 # The Debian tools, the Go modules, and celery-exporter from PyPI in a venv of its own.
-test-deps:
+test-deps: celery-exporter
 	bash scripts/install-test-deps.sh
+
+celery-exporter:
 	bash scripts/install-celery-exporter.sh
 
 load-tools:
@@ -77,7 +79,9 @@ cluster-down: venv
 test-cluster: cluster-deps
 	$(BIN)/pytest tests/cluster
 
-test-fast: load-tools lint typecheck
+# tools and celery-exporter: the make dev PROMETHEUS=1 test renders the chart's rules
+# and starts the exporter (Debian's prometheus comes with make test-deps).
+test-fast: load-tools tools celery-exporter lint typecheck
 	$(BIN)/pytest tests/unit tests/stack tests/resilience tests/devstack
 
 test: venv tools test-deps load-tools cluster-deps lint typecheck
