@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 SERVICES := $(wildcard services/*/pyproject.toml)
 EDITABLES := $(foreach p,$(SERVICES),-e $(dir $(p)))
 
-.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps load-tools \
+.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps load-tools celery-exporter \
 	control-plane node-binaries images cluster-images cluster-deps cluster cluster-down bench \
 	chaos constraints clean
 
 help:
 	@echo "make dev         run Redis, a worker, the API (:8000) and Flower (:5555) in the foreground"
+	@echo "                 PROMETHEUS=1: also celery-exporter (:9808) and Prometheus (:9090), the chart's rules loaded"
 	@echo "make test        install everything the tests need, lint, type-check, run every test"
 	@echo "make test-fast   lint, type-check and the T0/T1 tests only (no control plane, no images)"
 	@echo "make test-cluster the T4-local tests only: the chart on the local node (starts one if none runs)"
@@ -33,7 +34,7 @@ $(BIN)/.installed: requirements/constraints.txt requirements/dev.txt $(SERVICES)
 	@touch $@
 
 dev: venv
-	$(BIN)/python -m celery_harder_dev.dev_stack
+	$(BIN)/python -m celery_harder_dev.dev_stack $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
 
 lint: venv
 	$(BIN)/ruff check services tests scripts bench
@@ -44,8 +45,12 @@ typecheck: venv
 tools:
 	bash scripts/install-k8s-tools.sh
 
-test-deps:
+# The Debian tools, the Go modules, and celery-exporter from PyPI in a venv of its own.
+test-deps: celery-exporter
 	bash scripts/install-test-deps.sh
+
+celery-exporter:
+	bash scripts/install-celery-exporter.sh
 
 load-tools:
 	bash scripts/install-load-tools.sh
@@ -74,7 +79,9 @@ cluster-down: venv
 test-cluster: cluster-deps
 	$(BIN)/pytest tests/cluster
 
-test-fast: load-tools lint typecheck
+# tools and celery-exporter: the make dev PROMETHEUS=1 test renders the chart's rules
+# and starts the exporter (Debian's prometheus comes with make test-deps).
+test-fast: load-tools tools celery-exporter lint typecheck
 	$(BIN)/pytest tests/unit tests/stack tests/resilience tests/devstack
 
 test: venv tools test-deps load-tools cluster-deps lint typecheck

@@ -70,7 +70,8 @@ KEDA_VERSION="2.21.0"
 LOCAL_PATH_VERSION="v0.0.30"
 NETPOL_VERSION="v0.8.0"
 REDIS_VERSION="7.0.15"
-EXPORTER_VERSION="0.11.2"
+# The chart's exporter.image.tag: one source for the image and the tests' PyPI install.
+EXPORTER_VERSION="$(bash "$REPO_ROOT/scripts/lib/celery-exporter-version.sh")"
 PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 PROMETHEUS_VERSION="v3.5.0"   # the version that Prometheus Operator release requires
 
