@@ -5,6 +5,7 @@ import json
 import pytest
 
 from .chartlib import HELMS, render_case
+from .test_alert_rules import ALERTS
 
 
 @pytest.mark.parametrize("helm", sorted(HELMS))
@@ -12,16 +13,7 @@ def test_monitoring_rules_and_dashboard(helm):
     render = render_case(helm, "ci-kind")
     (rule,) = render.of_kind("PrometheusRule")
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert set(alerts) == {
-        "CeleryTaskHighFailRate",
-        "CeleryBacklogAtMaxReplicas",
-        "CeleryQueueNotConsumed",
-        "CeleryHarderWorkflowsFailing",
-        "CeleryHarderWorkflowsOverdue",
-        "CeleryHarderOperatorNotSyncing",
-        "CeleryHarderApiErrors",
-        "CeleryHarderApiSlow",
-    }
+    assert set(alerts) == ALERTS
     # ci/kind-values.yaml caps the default pool at 4 replicas
     assert ">= 4" in alerts["CeleryBacklogAtMaxReplicas"]["expr"]
     assert alerts["CeleryBacklogAtMaxReplicas"]["labels"]["pool"] == "default"
