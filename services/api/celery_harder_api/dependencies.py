@@ -22,19 +22,19 @@ api_key_header = APIKeyHeader(
 CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{HEADER}"'}
 
 
-def get_task_client(request: Request) -> TaskClient:
+async def get_task_client(request: Request) -> TaskClient:
     """The process's TaskClient."""
     client: TaskClient = request.app.state.task_client
     return client
 
 
-def get_async_client(request: Request) -> AsyncTaskClient:
+async def get_async_client(request: Request) -> AsyncTaskClient:
     """The process's AsyncTaskClient (the TaskClient's submit and status on the event loop)."""
     client: AsyncTaskClient = request.app.state.async_client
     return client
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings

@@ -17,6 +17,7 @@ messages cannot drift apart; tests/unit/test_publish.py compares them, field by
 field, with what `app.send_task` writes.
 """
 
+import os
 import uuid
 from bisect import bisect
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.events.event import Event
+from celery.utils.nodenames import anon_nodename
 from celery.utils.time import utcoffset
 from kombu.entity import maybe_delivery_mode
 from kombu.serialization import dumps as serialize
@@ -102,6 +104,15 @@ class TaskMessages:
         # A dispatcher of our own for the event fields; enabled=False never connects.
         self.events = app.events.Dispatcher(enabled=False)
         self.event_channel = self._event_channel(str(conf.broker_url), options)
+        self._origin = (os.getpid(), anon_nodename())
+
+    @property
+    def origin(self) -> str:
+        """as_task_v2's default `origin` header (anon_nodename), computed once per process."""
+        pid, name = self._origin
+        if pid != os.getpid():
+            self._origin = pid, name = os.getpid(), anon_nodename()
+        return name
 
     def _event_channel(self, broker_url: str, options: Mapping[str, Any]) -> str:
         """kombu's PUBLISH channel for task-sent (Channel._get_publish_topic)."""
@@ -172,6 +183,7 @@ class TaskMessages:
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
             create_sent_event=self.sent_events,
+            origin=self.origin,
             ignore_result=None,  # send_task's value when the caller gives none
         )
         properties = {**properties, "delivery_mode": self.delivery_mode}

@@ -38,6 +38,7 @@ class TaskClient:
         )
         # Issued marks live with the results; when that is the broker's Redis too, the
         # mark and the message go in one MULTI/EXEC.
+        self.known_queues = settings.known_queues
         self.shared_redis = settings.result_backend_url == settings.broker_url
         self.messages: TaskMessages | None
         try:
@@ -73,8 +74,7 @@ class TaskClient:
         """The configured queue a call of `name` goes to: `queue`, else its catalog queue."""
         spec = get_task(name)
         return check_queue(
-            task_queue(spec.queue, {"queue": queue}, self.settings.queue),
-            self.settings.known_queues,
+            task_queue(spec.queue, {"queue": queue}, self.settings.queue), self.known_queues
         )
 
     def prepare(
