@@ -67,12 +67,13 @@ def compare_client(redis_server: RedisServer) -> Iterator[TaskClient]:
 
 
 class Listener:
-    """Every task-sent event published while it listens, as kombu's fanout sends them."""
+    """Every task-sent event published for database `db` while it listens (kombu's fanout
+    channel for it; other databases' workers publish on their own)."""
 
-    def __init__(self, server: RedisServer) -> None:
+    def __init__(self, server: RedisServer, db: int) -> None:
         self.pubsub = server.client().pubsub()
-        self.pubsub.psubscribe("*celeryev*")
-        self.pubsub.get_message(timeout=2)  # the psubscribe confirmation
+        self.pubsub.subscribe(f"/{db}.celeryev/task.sent")
+        self.pubsub.get_message(timeout=2)  # the subscribe confirmation
 
     def next(self) -> tuple[str, dict[str, Any]]:
         message = self.pubsub.get_message(timeout=5)
@@ -108,7 +109,7 @@ def test_direct_message_equals_send_task(
     assert isinstance(messages, TaskMessages)
     db = redis_server.client(COMPARE_DB)
     db.delete(key)
-    listener = Listener(redis_server)
+    listener = Listener(redis_server, COMPARE_DB)
     options = {} if priority is None else {"priority": priority}
     args, kwargs = [2, 3.5], {}
 
@@ -215,7 +216,7 @@ def run_stack(redis_server: RedisServer, stack_dir: Path) -> Iterator[TaskClient
 def test_fast_path_tasks_run_and_their_results_read_back(
     run_stack: TaskClient, redis_server: RedisServer
 ) -> None:
-    events = Listener(redis_server)
+    events = Listener(redis_server, RUN_DB)
 
     async def submit_all(fast: AsyncTaskClient) -> list[str]:
         calls = [fast.submit("add", [i, i]) for i in range(20)]

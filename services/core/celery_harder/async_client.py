@@ -7,12 +7,14 @@ TaskClient sends the very same ones). A status read is one round trip too: GET o
 the result key and EXISTS of the issued mark. Nothing hops into a thread, nothing
 builds a redis-py Pipeline per call, and no kombu exchange is looked up.
 
-Every call has a deadline (redis_timeout + 1 s): past it, or on any Redis error, the
-caller gets BrokerUnavailable (the API's 503). A connection that failed or timed out
-mid-call is dropped, never handed back with unread replies.
+Every call has one deadline, redis_timeout (2 s by default), enforced by
+asyncio.timeout around the whole round trip rather than per socket read: past it, or
+on any Redis error, the caller gets BrokerUnavailable (the API's 503). A connection
+that failed or timed out mid-call is dropped, never handed back with unread replies.
 """
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,7 +36,9 @@ async def execute(client: aredis.Redis, commands: Sequence[Command]) -> list[Any
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-        return [await conn.read_response() for _ in commands]
+        # timeout=inf: no timer per reply (redis-py arms one for every read otherwise,
+        # which cost as much as the round trip); the caller's deadline bounds the call.
+        return [await conn.read_response(timeout=math.inf) for _ in commands]
     except BaseException:
         await conn.disconnect(nowait=True)
         raise
@@ -48,7 +52,7 @@ class AsyncTaskClient:
     def __init__(self, client: TaskClient) -> None:
         self.client = client
         settings = client.settings
-        self.deadline = settings.redis_timeout + 1
+        self.deadline = settings.redis_timeout
 
         def connect(url: str) -> aredis.Redis:
             return aredis.Redis.from_url(
