@@ -33,7 +33,7 @@ from kombu.entity import maybe_delivery_mode
 from kombu.serialization import dumps as serialize
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual.base import Base64
-from kombu.utils.json import dumps as json_dumps
+from kombu.utils.json import JSONEncoder
 
 from celery_harder import keys
 
@@ -43,6 +43,9 @@ MIN_PRIORITY, MAX_PRIORITY = 0, 9
 SENT_EVENT = "task-sent"
 Command = tuple[Any, ...]
 _BASE64 = Base64()
+# kombu.utils.json.dumps builds a JSONEncoder per call; one, with the same (default)
+# options, encodes the same bytes.
+_JSON = JSONEncoder()
 
 
 class Unsupported(ValueError):
@@ -96,7 +99,7 @@ class TaskMessages:
         conf = app.conf
         options = conf.broker_transport_options or {}
         channel = kombu_redis.Channel
-        self.sep: str = options.get("sep", channel.sep)
+        self.sep: str = str(options.get("sep", channel.sep))
         self.priority_steps: list[int] = list(options.get("priority_steps", channel.priority_steps))
         # send_task_message: the queue's exchange has no delivery mode, so the default's.
         self.delivery_mode = maybe_delivery_mode(conf.task_default_delivery_mode)
@@ -104,14 +107,14 @@ class TaskMessages:
         # A dispatcher of our own for the event fields; enabled=False never connects.
         self.events = app.events.Dispatcher(enabled=False)
         self.event_channel = self._event_channel(str(conf.broker_url), options)
-        self._origin = (os.getpid(), anon_nodename())
+        self._origin: tuple[int, str] = (os.getpid(), str(anon_nodename()))
 
     @property
     def origin(self) -> str:
         """as_task_v2's default `origin` header (anon_nodename), computed once per process."""
         pid, name = self._origin
         if pid != os.getpid():
-            self._origin = pid, name = os.getpid(), anon_nodename()
+            self._origin = pid, name = os.getpid(), str(anon_nodename())
         return name
 
     def _event_channel(self, broker_url: str, options: Mapping[str, Any]) -> str:
@@ -157,7 +160,7 @@ class TaskMessages:
                 "delivery_tag": str(uuid.uuid4()),
             },
         }
-        encoded: str = json_dumps(message)
+        encoded: str = _JSON.encode(message)
         return encoded
 
     def build(
