@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from celery_harder import keys
-from celery_harder.async_client import AsyncTaskClient
+from celery_harder.async_client import MAX_CONNECTIONS, AsyncTaskClient
 from celery_harder.publish import TaskMessages
 from celery_harder.settings import Settings
 from celery_harder.task_client import BrokerUnavailable, TaskClient, create_task_client
@@ -162,6 +162,24 @@ def test_async_submit_pushes_the_same_message(
     assert ours["headers"]["id"] == task_id
     assert scrub(ours) == scrub(pushed(redis_server, "cpu"))
     assert redis_server.client(COMPARE_DB).exists(keys.ISSUED + task_id)
+
+
+def test_a_burst_beyond_the_pool_waits_instead_of_failing(
+    compare_client: TaskClient, redis_server: RedisServer
+) -> None:
+    # More concurrent submits than connections (MAX_CONNECTIONS) and than redis-py's
+    # default pool allows ("Too many connections" was a 503 at 128 clients).
+    burst = 4 * MAX_CONNECTIONS
+
+    async def submit_all(fast: AsyncTaskClient) -> list[str]:
+        return list(await asyncio.gather(*(fast.submit("add", [i, 1]) for i in range(burst))))
+
+    db = redis_server.client(COMPARE_DB)
+    db.delete("celery")
+    ids = on_loop(compare_client, submit_all)
+    assert len(set(ids)) == burst
+    assert db.llen("celery") == burst
+    db.delete("celery")
 
 
 @contextmanager

@@ -25,6 +25,10 @@ from celery_harder.publish import Command, Outgoing, exec_replies, transaction
 from celery_harder.results import TaskStatus, describe_meta
 from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClient
 
+# Connections per Redis for the API process. A call holds one for a single round trip,
+# so a few dozen serve hundreds of concurrent requests.
+MAX_CONNECTIONS = 64
+
 
 async def execute(client: aredis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send `commands` in one write on a pooled connection and read every reply.
@@ -55,11 +59,17 @@ class AsyncTaskClient:
         self.deadline = settings.redis_timeout
 
         def connect(url: str) -> aredis.Redis:
-            return aredis.Redis.from_url(
+            # A bounded pool that makes callers wait for a free connection (within their
+            # deadline): redis-py's default pool raises "Too many connections" past its
+            # limit, which answered 503 to a burst of 128 concurrent submits.
+            pool = aredis.BlockingConnectionPool.from_url(
                 url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=None,
                 socket_connect_timeout=settings.redis_timeout,
                 socket_timeout=settings.redis_timeout,
             )
+            return aredis.Redis.from_pool(pool)  # closing the client closes the pool
 
         self.broker = connect(settings.broker_url)
         self.results = self.broker if client.shared_redis else connect(settings.result_backend_url)
