@@ -7,7 +7,7 @@ TaskClient sends the very same ones). A status read is one round trip too: GET o
 the result key and EXISTS of the issued mark. Nothing hops into a thread, nothing
 builds a redis-py Pipeline per call, and no kombu exchange is looked up.
 
-Every call has one deadline, redis_timeout (2 s by default), enforced by
+Every call has one deadline, redis_timeout + 1 s (3 s by default), enforced by
 asyncio.timeout around the whole round trip rather than per socket read: past it, or
 on any Redis error, the caller gets BrokerUnavailable (the API's 503). A connection
 that failed or timed out mid-call is dropped, never handed back with unread replies.
@@ -56,7 +56,9 @@ class AsyncTaskClient:
     def __init__(self, client: TaskClient) -> None:
         self.client = client
         settings = client.settings
-        self.deadline = settings.redis_timeout
+        # The bound the thread hop had (redis_timeout + 1): it covers the wait for a pooled
+        # connection and for the loop under load, not only Redis's answer.
+        self.deadline = settings.redis_timeout + 1
 
         def connect(url: str) -> aredis.Redis:
             # A bounded pool that makes callers wait for a free connection (within their
