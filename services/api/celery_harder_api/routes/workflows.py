@@ -39,7 +39,7 @@ READ_RESPONSES = documented(401, 403, 404, 422, 503)
 CANCEL_RESPONSES = documented(401, 403, 404, 413, 422, 503)
 
 
-def get_engine(request: Request) -> WorkflowEngine:
+async def get_engine(request: Request) -> WorkflowEngine:
     engine: WorkflowEngine = request.app.state.engine
     return engine
 
