@@ -1,0 +1,105 @@
+"""Run every benchmark group on one private Redis, write latest.md and the README block."""
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import http_load, redis_limits
+from bench.machine import load_average, machine_info
+from bench.report import LATEST, render, update_readme
+from bench.sizes import SIZES, Size
+from bench.stats import NOT_MEASURED, Results, Target
+from celery_harder_dev.stack import RedisServer, running_redis
+
+Group = Callable[[RedisServer, Path, Size], Results]
+
+NOT_MEASURED_ROWS = [
+    Target("B6", "100 TaskWorkflows applied → all Succeeded ≤ 2× the same 100 via POST /workflows",
+           "—", NOT_MEASURED, "needs the T2 kube-apiserver; not built into this harness yet"),
+    Target("B6b", "TaskWorkflows completed per minute through the real API server ≥ 1,000 wf/min",
+           "—", NOT_MEASURED, "needs the T2 kube-apiserver; not built into this harness yet"),
+    Target("B6c", "per-step overhead of a 100-step chain TaskWorkflow ≤ 10 ms/step",
+           "—", NOT_MEASURED, "needs the T2 kube-apiserver; not built into this harness yet"),
+    Target("B6d", "operator CPU with 10,000 finished TaskWorkflows ≤ 1.2× with none",
+           "—", NOT_MEASURED, "needs the T2 kube-apiserver; not built into this harness yet"),
+]  # fmt: skip
+
+
+def b0(server: RedisServer, workdir: Path, size: Size) -> Results:
+    return Results(rows=redis_limits.run(server, size))
+
+
+GROUPS: dict[str, Group] = {
+    "B0": b0,
+    "B1": http_load.run,
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--out", type=Path, default=LATEST, help="the results file to write")
+    parser.add_argument(
+        "--readme", action=argparse.BooleanOptionalAction, default=None,
+        help="rewrite the README's Performance block (default: only for a full run to latest.md)",
+    )  # fmt: skip
+    parser.add_argument("--only", default="", help="comma-separated groups (B0,B1,...)")
+    parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary one)")
+    parser.add_argument("--note", default="", help="a sentence added to the summary")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    size = SIZES[args.size]
+    chosen = [g.strip() for g in args.only.split(",") if g.strip()] or list(GROUPS)
+    unknown = [g for g in chosen if g not in GROUPS]
+    if unknown:
+        raise SystemExit(f"unknown groups {unknown}; known: {list(GROUPS)}")
+    started, load_before = time.monotonic(), load_average()
+    machine = machine_info()
+    results, failed = Results(), []
+    with tempfile.TemporaryDirectory(prefix="celery-harder-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with running_redis(workdir / "redis") as server:
+            for name in chosen:
+                print(f"bench: {name} ({size.name})", file=sys.stderr, flush=True)
+                t0 = time.monotonic()
+                try:
+                    found = GROUPS[name](server, workdir, size)
+                except Exception:  # noqa: BLE001  (one broken group must not hide the others)
+                    traceback.print_exc()
+                    failed.append(name)
+                    results.notes.append(f"{name} failed in this run: see the run's output.")
+                    continue
+                results.rows += found.rows
+                results.targets += found.targets
+                results.notes += found.notes
+                print(f"bench: {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    results.targets += NOT_MEASURED_ROWS
+    elapsed = time.monotonic() - started
+    summary = (
+        f"`python -m bench --size {size.name}` on {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}"
+        f" UTC took {elapsed:.0f} s; load average {load_before} at the start and "
+        f"{load_average()} at the end. Every figure is the median of {size.reps} repetitions, "
+        "min and max beside it; every ratio is the figure ÷ its baseline, repetition by "
+        "repetition, the two measured back to back in the same run: absolute figures from "
+        "different runs are not comparable on this noisy machine, ratios are."
+        + (f" {args.note}" if args.note else "")
+    )
+    settings = {f: str(getattr(size, f)) for f in size.__dataclass_fields__}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(results, summary, machine, settings))
+    write_readme = args.readme if args.readme is not None else (
+        size.name == "full" and args.out.resolve() == LATEST.resolve() and not args.only
+    )  # fmt: skip
+    if write_readme:
+        update_readme(args.out)
+    print(args.out.read_text())
+    print(f"bench: wrote {args.out} in {elapsed:.0f} s", file=sys.stderr)
+    return 1 if failed else 0
