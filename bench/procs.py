@@ -3,7 +3,7 @@
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,3 +85,41 @@ def tree_rss_mib(pid: int) -> float:
 
 
 PYTHON = sys.executable
+
+
+@dataclass
+class Program:
+    """A benchmark child process (a raw Celery worker, a peer worker, a consumer)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def check(self) -> None:
+        if self.process.poll() is not None:
+            raise ProcessExited(f"{self.log.name} exited: {self.log.read_text()[-2000:]}")
+
+
+@contextmanager
+def running_program(
+    cmd: list[str], name: str, workdir: Path, env: dict[str, str] | None = None
+) -> Iterator[Program]:
+    """Start `cmd` with `bench` importable; stopped (with its children) afterwards."""
+    log = workdir / f"{name}.log"
+    proc = start_process(cmd, log=log, env=bench_env(env), cwd=ROOT)
+    try:
+        yield Program(proc, log)
+    finally:
+        stop_process(proc, timeout=30)
+
+
+def raw_celery_worker(url: str, concurrency: int) -> list[str]:
+    """A plain `celery worker` on bench.apps.raw_celery, prefork like celery-harder's."""
+    return [
+        str(BIN / "celery"), "-A", "bench.apps.raw_celery", "worker", "--pool=prefork",
+        f"--concurrency={concurrency}", "--loglevel=WARNING", "--hostname=raw@%h",
+    ]  # fmt: skip
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = READY_TIMEOUT) -> None:
+    """Poll `check` with a deadline (re-raising a child's exit at once)."""
+    wait_until(check, timeout, what, interval=0.01)
