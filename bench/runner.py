@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import http_load, latency, redis_limits
+from bench import http_load, latency, redis_limits, workflows
 from bench.machine import load_average, machine_info
 from bench.report import LATEST, render, update_readme
 from bench.sizes import SIZES, Size
@@ -37,6 +37,7 @@ GROUPS: dict[str, Group] = {
     "B0": b0,
     "B1": http_load.run,
     "B3": latency.run,
+    "B4+B5": workflows.run,
 }
 
 
