@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import http_load, latency, redis_limits, workflows
+from bench import drain, http_load, latency, redis_limits, workflows
 from bench.machine import load_average, machine_info
 from bench.report import LATEST, render, update_readme
 from bench.sizes import SIZES, Size
@@ -36,6 +36,7 @@ def b0(server: RedisServer, workdir: Path, size: Size) -> Results:
 GROUPS: dict[str, Group] = {
     "B0": b0,
     "B1": http_load.run,
+    "B2": drain.run,
     "B3": latency.run,
     "B4+B5": workflows.run,
 }
