@@ -16,7 +16,7 @@ help:
 	@echo "make test-cluster the T4-local tests only: the chart on the local node (starts one if none runs)"
 	@echo "make cluster     build (cached) and start the single local node with CoreDNS, storage and KEDA"
 	@echo "make cluster-down stop the local node and undo every change it made to this machine"
-	@echo "make bench       run the benchmarks and write bench/results.md"
+	@echo "make bench       run the benchmarks, write bench/results/latest.md and the README's Performance section"
 	@echo "make chaos       kill workers and Redis under load, soak the API, fuzz the API at 5,000 cases"
 
 venv: $(BIN)/.installed
@@ -80,8 +80,10 @@ test-fast: load-tools lint typecheck
 test: venv tools test-deps load-tools cluster-deps lint typecheck
 	$(BIN)/pytest
 
+# The harness installs the rest itself (scripts/install-bench-tools.sh): hey and
+# redis-benchmark from Debian, the peer queues into a venv of their own.
 bench: venv
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --size full
 
 # The full reliability suite (about 6 minutes); a short run of it is part of `make test`.
 # The disruptions and the soak, then the OpenAPI contract fuzzed at 5,000 cases.

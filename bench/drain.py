@@ -46,7 +46,7 @@ from celery_harder.task_client import create_task_client
 from celery_harder_dev.stack import RedisServer, StackEnv, running_worker
 
 CH_DB, RAW_DB, DRAMATIQ_DB, TASKIQ_DB = 10, 11, 12, 13
-PEERS_SCRIPT = ROOT / "scripts" / "install-bench-peers.sh"
+TOOLS_SCRIPT = ROOT / "scripts" / "install-bench-tools.sh"
 DRAIN_TIMEOUT = 1800.0
 POLL = 0.01
 CHUNK = 1000
@@ -56,11 +56,13 @@ SENTINEL = "bench:sentinel"
 DRAMATIQ_QUEUE, TASKIQ_QUEUE = "dramatiq:default", "taskiq"
 
 
-def peers_python() -> str:
-    """The peers' venv python, installed by the script if need be."""
+def install_tools() -> str:
+    """hey, redis-benchmark and the peers' venv, installed if need be; the peers' python."""
     out = subprocess.run(
-        ["bash", str(PEERS_SCRIPT)], capture_output=True, text=True, check=True, timeout=900
+        ["bash", str(TOOLS_SCRIPT)], capture_output=True, text=True, check=False, timeout=1800
     )
+    if out.returncode:
+        raise RuntimeError(f"{TOOLS_SCRIPT.name} failed: {out.stderr[-2000:]}")
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -247,7 +249,7 @@ def systems(server: RedisServer, workdir: Path, size: Size, python: str) -> Iter
 
 
 def run(server: RedisServer, workdir: Path, size: Size) -> Results:
-    python = peers_python()
+    python = install_tools()
     n = size.drain_tasks
     results = Results()
     with systems(server, workdir / "b2", size, python) as (found, pids):
