@@ -80,9 +80,10 @@ test-fast: load-tools lint typecheck
 test: venv tools test-deps load-tools cluster-deps lint typecheck
 	$(BIN)/pytest
 
-# The harness installs the rest itself (scripts/install-bench-tools.sh): hey and
-# redis-benchmark from Debian, the peer queues into a venv of their own.
-bench: venv
+# B6 needs kubectl and the T2 control plane; the harness installs the rest itself
+# (scripts/install-bench-tools.sh): hey and redis-benchmark from Debian, the peer
+# queues into a venv of their own.
+bench: venv tools control-plane
 	$(BIN)/python -m bench --size full
 
 # The full reliability suite (about 6 minutes); a short run of it is part of `make test`.

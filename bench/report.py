@@ -43,7 +43,11 @@ def render(
                 fmt(r.value.low),
                 fmt(r.value.high),
                 r.baseline
-                + (f" ({fmt(r.baseline_value.median)} {r.unit})" if r.baseline_value else ""),
+                + (
+                    f" ({fmt(r.baseline_value.median)} {r.baseline_unit or r.unit})"
+                    if r.baseline_value
+                    else ""
+                ),
                 f"{fmt(r.ratio.median)}× ({fmt(r.ratio.low)}–{fmt(r.ratio.high)})"
                 if r.ratio
                 else "—",

@@ -19,11 +19,28 @@ class Size:
     chords: tuple[int, ...]
     leaves: int  # B5: leaves of the workflow whose status is read
     status_reads: int  # B5: reads per repetition
+    workflows: int  # B6: TaskWorkflows applied at once
+    chain_steps: int  # B6c: steps of the long chain
 
 
 SIZES = {
-    "tiny": Size("tiny", 5, 2_000, 200, 200, (32, 128), 10, 100, 2, 3, 10, (10, 50), 100, 5),
+    "tiny": Size("tiny", 5, 2_000, 200, 200, (32, 128), 10, 100, 2, 3, 10, (10, 50), 100, 5, 5, 10),
     "full": Size(
-        "full", 5, 100_000, 10_000, 3_000, (32, 128), 200, 20_000, 2, 10, 100, (100, 1000), 1000, 20
+        "full",
+        5,
+        100_000,
+        10_000,
+        3_000,
+        (32, 128),
+        200,
+        20_000,
+        2,
+        10,
+        100,
+        (100, 1000),
+        1000,
+        20,
+        100,
+        100,
     ),
 }

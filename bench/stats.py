@@ -51,6 +51,7 @@ class Row:
     baseline: str  # what it is compared with
     ratio: Figure | None  # value ÷ baseline, per repetition; None only for a baseline itself
     baseline_value: Figure | None = None
+    baseline_unit: str = ""  # when not the figure's own unit
 
 
 @dataclass(frozen=True)
