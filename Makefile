@@ -84,7 +84,7 @@ test: venv tools test-deps load-tools cluster-deps lint typecheck
 # (scripts/install-bench-tools.sh): hey and redis-benchmark from Debian, the peer
 # queues into a venv of their own.
 bench: venv tools control-plane
-	$(BIN)/python -m bench --size full
+	$(BIN)/python -m bench --size full $(BENCH_ARGS)
 
 # The full reliability suite (about 6 minutes); a short run of it is part of `make test`.
 # The disruptions and the soak, then the OpenAPI contract fuzzed at 5,000 cases.
