@@ -20,7 +20,7 @@ import redis
 from celery import Celery
 
 from bench.apps import raw_brpop
-from bench.procs import PYTHON, raw_celery_worker, running_program, wait_for
+from bench.procs import PYTHON, blocking_pop, raw_celery_worker, running_program, wait_for
 from bench.sizes import Size
 from bench.stats import Figure, Results, Row, check, ratios
 from celery_harder import keys
@@ -95,10 +95,8 @@ def brpop_trials(server: RedisServer, trials: int) -> Callable[[], list[float]]:
         for _ in range(trials):
             enqueued = time.time()
             client.lpush(raw_brpop.QUEUE, repr(enqueued))
-            answer = client.brpop([raw_brpop.ANSWERS], timeout=TRIAL_TIMEOUT)
-            if answer is None:
-                raise TimeoutError("the BRPOP consumer did not answer")
-            took.append(float(answer[1]) - enqueued)
+            answer = blocking_pop(client, raw_brpop.ANSWERS, TRIAL_TIMEOUT)
+            took.append(float(answer) - enqueued)
         return took
 
     return run

@@ -3,12 +3,14 @@
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 
 from celery_harder_dev.local_processes import (
     ProcessExited,
@@ -123,3 +125,15 @@ def raw_celery_worker(url: str, concurrency: int) -> list[str]:
 def wait_for(check: Callable[[], bool], what: str, timeout: float = READY_TIMEOUT) -> None:
     """Poll `check` with a deadline (re-raising a child's exit at once)."""
     wait_until(check, timeout, what, interval=0.01)
+
+
+def blocking_pop(client: redis.Redis, key: str, timeout: float) -> bytes:
+    """BRPOP `key` within `timeout` seconds, in 1 s blocks (redis-py's socket timeout
+    ends longer ones); TimeoutError if nothing came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        popped = client.brpop([key], timeout=1)
+        if popped is not None:
+            value = popped[1]
+            return value if isinstance(value, bytes) else str(value).encode()
+    raise TimeoutError(f"nothing on {key} after {timeout:.0f}s")

@@ -14,6 +14,7 @@ import time
 
 import redis
 
+from bench.procs import blocking_pop
 from bench.sizes import Size
 from bench.stats import Figure, Row, ratios
 from celery_harder_dev.stack import RedisServer
@@ -48,7 +49,7 @@ def _consume(port: int, messages: int) -> None:
     client = redis.Redis(port=port, db=DB)
     client.lpush("bench:loop-ready", 1)
     for _ in range(messages):
-        client.brpop(["bench:loop"], timeout=60)
+        blocking_pop(client, "bench:loop", 60)
     client.lpush("bench:loop-done", 1)
 
 
@@ -61,13 +62,11 @@ def python_loop(server: RedisServer, messages: int) -> float:
     )
     consumer.start()
     try:
-        if client.brpop(["bench:loop-ready"], timeout=60) is None:
-            raise TimeoutError("the BRPOP process did not start")
+        blocking_pop(client, "bench:loop-ready", 60)
         started = time.perf_counter()
         for i in range(messages):
             client.lpush("bench:loop", i)
-        if client.brpop(["bench:loop-done"], timeout=600) is None:
-            raise TimeoutError("the BRPOP loop did not finish")
+        blocking_pop(client, "bench:loop-done", 600)
         took = time.perf_counter() - started
     finally:
         consumer.join(30)

@@ -4,11 +4,14 @@ The README block is a pure function of latest.md (`readme_block`), so a test can
 the two equal without running a benchmark.
 """
 
+import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from bench.stats import Results, fmt
+from bench.stats import Figure, Results, Row, Target, fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 LATEST = ROOT / "bench" / "results" / "latest.md"
@@ -119,3 +122,45 @@ def replace_block(readme_text: str, block: str) -> str:
 def update_readme(latest: Path = LATEST, readme: Path = README) -> None:
     """Rewrite the README's Performance block from latest.md."""
     readme.write_text(replace_block(readme.read_text(), readme_block(latest.read_text())))
+
+
+def _figure(d: dict[str, Any] | None) -> Figure | None:
+    return Figure(tuple(d["samples"])) if d else None
+
+
+def results_to_json(results: Results) -> dict[str, Any]:
+    return dataclasses.asdict(results)
+
+
+def results_from_json(d: dict[str, Any]) -> Results:
+    rows = []
+    for r in d["rows"]:
+        value = _figure(r["value"])
+        assert value is not None
+        rows.append(
+            Row(
+                **{
+                    **r,
+                    "value": value,
+                    "ratio": _figure(r["ratio"]),
+                    "baseline_value": _figure(r["baseline_value"]),
+                }
+            )
+        )
+    return Results(rows, [Target(**t) for t in d["targets"]], list(d["notes"]))
+
+
+def sidecar(out: Path) -> Path:
+    """Where a results file keeps its figures as data (for `--merge`)."""
+    return out.with_suffix(".json")
+
+
+def save(out: Path, run: Mapping[str, Any], groups: Mapping[str, Results]) -> None:
+    data = {**run, "groups": {k: results_to_json(v) for k, v in groups.items()}}
+    sidecar(out).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def load(out: Path) -> tuple[dict[str, Any], dict[str, Results]]:
+    data = json.loads(sidecar(out).read_text())
+    groups = {k: results_from_json(v) for k, v in data.pop("groups").items()}
+    return data, groups

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench import drain, http_load, latency, operator_bench, redis_limits, workflows
 from bench.machine import load_average, machine_info
-from bench.report import LATEST, render, update_readme
+from bench.report import LATEST, load, render, save, update_readme
 from bench.sizes import SIZES, Size
 from bench.stats import NOT_MEASURED, Results, Target
 from celery_harder_dev.stack import RedisServer, running_redis
@@ -48,7 +48,42 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated groups (B0,B1,...)")
     parser.add_argument("--workdir", type=Path, help="keep logs here (default: a temporary one)")
     parser.add_argument("--note", default="", help="a sentence added to the summary")
+    parser.add_argument(
+        "--merge", action="store_true",
+        help="keep the other groups of the results file already at --out (its .json beside it)",
+    )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def run_groups(
+    chosen: list[str], size: Size, keep: Path | None
+) -> tuple[dict[str, Results], list[str]]:
+    """Run each chosen group on one private Redis; a failing group is reported, not fatal."""
+    groups: dict[str, Results] = {}
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="celery-harder-bench-") as tmp:
+        workdir = keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with running_redis(workdir / "redis") as server:
+            for name in chosen:
+                print(f"bench: {name} ({size.name})", file=sys.stderr, flush=True)
+                t0 = time.monotonic()
+                try:
+                    found = GROUPS[name](server, workdir, size)
+                except Exception:  # noqa: BLE001  (one broken group must not hide the others)
+                    traceback.print_exc()
+                    failed.append(name)
+                    reason = f"{name} failed in this run: see the run's output"
+                    groups[name] = Results(
+                        targets=[
+                            Target(name, f"every target of {name}", "—", NOT_MEASURED, reason)
+                        ],
+                        notes=[f"{reason}."],
+                    )
+                    continue
+                groups[name] = found
+                print(f"bench: {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return groups, failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,26 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load_before = time.monotonic(), load_average()
     drain.install_tools()  # hey, redis-benchmark, the peers: before the clock matters
     machine = machine_info()
-    results, failed = Results(), []
-    with tempfile.TemporaryDirectory(prefix="celery-harder-bench-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        with running_redis(workdir / "redis") as server:
-            for name in chosen:
-                print(f"bench: {name} ({size.name})", file=sys.stderr, flush=True)
-                t0 = time.monotonic()
-                try:
-                    found = GROUPS[name](server, workdir, size)
-                except Exception:  # noqa: BLE001  (one broken group must not hide the others)
-                    traceback.print_exc()
-                    failed.append(name)
-                    results.notes.append(f"{name} failed in this run: see the run's output.")
-                    continue
-                results.rows += found.rows
-                results.targets += found.targets
-                results.notes += found.notes
-                print(f"bench: {name} took {time.monotonic() - t0:.0f} s", file=sys.stderr)
-    results.targets += NOT_MEASURED_ROWS
+    groups, failed = run_groups(chosen, size, args.workdir)
     elapsed = time.monotonic() - started
     summary = (
         f"`python -m bench --size {size.name}` on {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}"
@@ -92,10 +108,30 @@ def main(argv: list[str] | None = None) -> int:
         + (f" {args.note}" if args.note else "")
     )
     settings = {f: str(getattr(size, f)) for f in size.__dataclass_fields__}
+    if args.merge:
+        run, kept = load(args.out)
+        if run["settings"] != settings:
+            raise SystemExit(f"--merge: {args.out} was written with other settings")
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        summary = (
+            f"{run['summary']} {', '.join(chosen)} measured again at {when} UTC in a run of "
+            f"its own ({elapsed:.0f} s, same size, load average {load_before} at its start); "
+            "its rows and ratios are from that run."
+        )
+        machine, groups = run["machine"], {**kept, **groups}
+    results = Results()
+    for name in GROUPS:
+        if name in groups:
+            results.rows += groups[name].rows
+            results.targets += groups[name].targets
+            results.notes += groups[name].notes
+    results.targets += NOT_MEASURED_ROWS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(results, summary, machine, settings))
+    save(args.out, {"summary": summary, "machine": machine, "settings": settings}, groups)
     write_readme = args.readme if args.readme is not None else (
-        size.name == "full" and args.out.resolve() == LATEST.resolve() and not args.only
+        size.name == "full" and args.out.resolve() == LATEST.resolve()
+        and (not args.only or args.merge)
     )  # fmt: skip
     if write_readme:
         update_readme(args.out)

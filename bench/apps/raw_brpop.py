@@ -16,9 +16,12 @@ def main(url: str) -> None:
     client = redis.Redis.from_url(url)
     client.lpush(ANSWERS, b"ready")
     while True:
-        popped = client.brpop([QUEUE], timeout=0)
+        # A short block, again and again: redis-py's socket timeout ends an endless one.
+        popped = client.brpop([QUEUE], timeout=1)
         started = time.time()
-        if popped is None or popped[1] == STOP:
+        if popped is None:
+            continue
+        if popped[1] == STOP:
             return
         client.lpush(ANSWERS, repr(started))
 
