@@ -4,14 +4,11 @@ The README block is a pure function of latest.md (`readme_block`), so a test can
 the two equal without running a benchmark.
 """
 
-import dataclasses
-import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from bench.stats import Figure, Results, Row, Target, fmt
+from bench.stats import Results, fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 LATEST = ROOT / "bench" / "results" / "latest.md"
@@ -124,43 +121,49 @@ def update_readme(latest: Path = LATEST, readme: Path = README) -> None:
     readme.write_text(replace_block(readme.read_text(), readme_block(latest.read_text())))
 
 
-def _figure(d: dict[str, Any] | None) -> Figure | None:
-    return Figure(tuple(d["samples"])) if d else None
+def _rows(body: str) -> list[str]:
+    """The data lines of a section's Markdown table."""
+    lines = [line for line in body.splitlines() if line.startswith("| ")]
+    return lines[2:]
 
 
-def results_to_json(results: Results) -> dict[str, Any]:
-    return dataclasses.asdict(results)
+def _key(line: str) -> tuple[str, str]:
+    """A table row's group and measure (or target): what a re-run replaces."""
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:3]]
+    return cells[0], cells[1]
 
 
-def results_from_json(d: dict[str, Any]) -> Results:
-    rows = []
-    for r in d["rows"]:
-        value = _figure(r["value"])
-        assert value is not None
-        rows.append(
-            Row(
-                **{
-                    **r,
-                    "value": value,
-                    "ratio": _figure(r["ratio"]),
-                    "baseline_value": _figure(r["baseline_value"]),
-                }
-            )
-        )
-    return Results(rows, [Target(**t) for t in d["targets"]], list(d["notes"]))
+def merge(old: str, new: str, rerun: Sequence[str], order: Sequence[str], note: str) -> str:
+    """`old` (a latest.md) with the rows of `new`, a run of the groups `rerun` alone.
 
+    A row of `new` replaces the row of `old` with the same group and measure; every
+    other row of `old` stays, except the placeholder of a group that had failed; rows
+    stay in `order` of their group column; `note` is added to the summary.
+    """
+    before, after = sections(old), sections(new)
+    rank = {g: i for i, g in enumerate(order)}
+    placeholders = {f"every target of {g}" for g in rerun}
 
-def sidecar(out: Path) -> Path:
-    """Where a results file keeps its figures as data (for `--merge`)."""
-    return out.with_suffix(".json")
+    def table(title: str) -> str:
+        added = _rows(after[title])
+        replaced = {_key(r) for r in added}
+        kept = [
+            r for r in _rows(before[title])
+            if _key(r) not in replaced and _key(r)[1] not in placeholders
+        ]  # fmt: skip
+        header = before[title].splitlines()[:2]
+        merged = sorted(kept + added, key=lambda r: rank.get(_key(r)[0], len(rank)))
+        return "\n".join([*header, *merged])
 
-
-def save(out: Path, run: Mapping[str, Any], groups: Mapping[str, Results]) -> None:
-    data = {**run, "groups": {k: results_to_json(v) for k, v in groups.items()}}
-    sidecar(out).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-
-
-def load(out: Path) -> tuple[dict[str, Any], dict[str, Results]]:
-    data = json.loads(sidecar(out).read_text())
-    groups = {k: results_from_json(v) for k, v in data.pop("groups").items()}
-    return data, groups
+    groups = {_key(r)[0] for title in ("Targets", "Figures") for r in _rows(after[title])}
+    mine = tuple(f"- {g}{end}" for g in groups | set(rerun) for end in (":", " failed"))
+    notes = [n for n in before["Notes"].splitlines() if not n.startswith(mine)]
+    notes += [n for n in after["Notes"].splitlines() if n.startswith("- ")]
+    return "\n".join([
+        "# Benchmark results", "", f"{before['']} {note}", "",
+        "## Targets", "", table("Targets"), "",
+        "## Figures", "", table("Figures"), "",
+        "## Machine", "", before["Machine"], "",
+        "## Settings", "", before["Settings"], "",
+        "## Notes", "", *notes, "",
+    ])  # fmt: skip

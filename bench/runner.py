@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench import drain, http_load, latency, operator_bench, redis_limits, workflows
 from bench.machine import load_average, machine_info
-from bench.report import LATEST, load, render, save, update_readme
+from bench.report import LATEST, merge, render, update_readme
 from bench.sizes import SIZES, Size
 from bench.stats import NOT_MEASURED, Results, Target
 from celery_harder_dev.stack import RedisServer, running_redis
@@ -50,7 +50,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="a sentence added to the summary")
     parser.add_argument(
         "--merge", action="store_true",
-        help="keep the other groups of the results file already at --out (its .json beside it)",
+        help="keep the other groups' rows of the results file already at --out",
     )  # fmt: skip
     return parser.parse_args(argv)
 
@@ -108,27 +108,27 @@ def main(argv: list[str] | None = None) -> int:
         + (f" {args.note}" if args.note else "")
     )
     settings = {f: str(getattr(size, f)) for f in size.__dataclass_fields__}
-    if args.merge:
-        run, kept = load(args.out)
-        if run["settings"] != settings:
-            raise SystemExit(f"--merge: {args.out} was written with other settings")
-        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-        summary = (
-            f"{run['summary']} {', '.join(chosen)} measured again at {when} UTC in a run of "
-            f"its own ({elapsed:.0f} s, same size, load average {load_before} at its start); "
-            "its rows and ratios are from that run."
-        )
-        machine, groups = run["machine"], {**kept, **groups}
     results = Results()
     for name in GROUPS:
         if name in groups:
             results.rows += groups[name].rows
             results.targets += groups[name].targets
             results.notes += groups[name].notes
-    results.targets += NOT_MEASURED_ROWS
+    if not args.merge:
+        results.targets += NOT_MEASURED_ROWS
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(results, summary, machine, settings))
-    save(args.out, {"summary": summary, "machine": machine, "settings": settings}, groups)
+    text = render(results, summary, machine, settings)
+    if args.merge:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        note = (
+            f"{', '.join(chosen)} measured again at {when} UTC in a run of its own "
+            f"(`--only {','.join(chosen)} --merge`, {elapsed:.0f} s, the same size and settings, "
+            f"load average {load_before} at its start): those rows and ratios come from that run."
+        )
+        order = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "B6b", "B6c", "B6d", "B7"]
+        rerun = [g for c in chosen for g in c.split("+")]
+        text = merge(args.out.read_text(), text, rerun, order, note)
+    args.out.write_text(text)
     write_readme = args.readme if args.readme is not None else (
         size.name == "full" and args.out.resolve() == LATEST.resolve()
         and (not args.only or args.merge)
