@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from bench.http_load import parse_hey, percentile
-from bench.report import BEGIN, END, LATEST, README, readme_block, replace_block
+from bench.report import BEGIN, END, LATEST, README, merge, readme_block, replace_block
 from bench.stats import MET, NOT_MET, Figure, check, ratios
 
 
@@ -39,11 +39,38 @@ def test_replace_block_swaps_only_the_marked_text(tmp_path: Path) -> None:
 
 def test_hey_csv_gives_throughput_and_percentiles() -> None:
     header = (
-        "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,"
-        "status-code,offset"
+        "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset"
     )
     rows = [f"{0.001 * (i + 1):.4f},0,0,0,0,0,202,{0.01 * i:.4f}" for i in range(100)]
     run = parse_hey("\n".join([header, *rows]), 202)
     assert round(run.p50_ms, 3) == 50.0 and round(run.p99_ms, 3) == 99.0
     assert round(run.rps) == round(100 / (0.99 + 0.1))
     assert percentile([1.0], 99) == 1.0
+
+
+def test_merge_replaces_the_rerun_rows_and_keeps_the_others() -> None:
+    def doc(summary: str, targets: list[str], figures: list[str], notes: list[str]) -> str:
+        head = "| # | target | got | mark | note |\n| --- | --- | --- | --- | --- |"
+        fhead = "| # | measure | median |\n| --- | --- | --- |"
+        return "\n".join([
+            "# Benchmark results", "", summary, "", "## Targets", "", head, *targets, "",
+            "## Figures", "", fhead, *figures, "", "## Machine", "", "| a | b |", "",
+            "## Settings", "", "| s | v |", "", "## Notes", "", *notes, "",
+        ])  # fmt: skip
+
+    old = doc(
+        "old run.",
+        ["| B1 | t1 | 1 | met |  |", "| B3 | every target of B3 | — | not measured | failed |"],
+        ["| B1 | m1 | 1 |", "| B4 | m4 | 4 |"],
+        ["- B1: one.", "- B3 failed in this run: see the run's output."],
+    )
+    new = doc("new run.", ["| B3 | t3 | 3 | not met |  |"], ["| B3 | m3 | 3 |"], ["- B3: three."])
+    merged = merge(old, new, ["B3"], ["B1", "B3", "B4"], "B3 again.")
+    assert merged.splitlines()[2] == "old run. B3 again."
+    assert "every target of B3" not in merged and "| B3 | t3 | 3 | not met |  |" in merged
+    assert (
+        merged.index("| B1 | m1 | 1 |")
+        < merged.index("| B3 | m3 | 3 |")
+        < merged.index("| B4 | m4 | 4 |")
+    )
+    assert "- B1: one." in merged and "- B3: three." in merged and "B3 failed" not in merged
