@@ -17,7 +17,7 @@ help:
 	@echo "make test-cluster the T4-local tests only: the chart on the local node (starts one if none runs)"
 	@echo "make cluster     build (cached) and start the single local node with CoreDNS, storage and KEDA"
 	@echo "make cluster-down stop the local node and undo every change it made to this machine"
-	@echo "make bench       run the benchmarks and write bench/results.md"
+	@echo "make bench       run the benchmarks, write bench/results/latest.md and the README's Performance section"
 	@echo "make chaos       kill workers and Redis under load, soak the API, fuzz the API at 5,000 cases"
 
 venv: $(BIN)/.installed
@@ -87,8 +87,11 @@ test-fast: load-tools tools celery-exporter lint typecheck
 test: venv tools test-deps load-tools cluster-deps lint typecheck
 	$(BIN)/pytest
 
-bench: venv
-	$(BIN)/python -m bench
+# B6 needs kubectl and the T2 control plane; the harness installs the rest itself
+# (scripts/install-bench-tools.sh): hey and redis-benchmark from Debian, the peer
+# queues into a venv of their own.
+bench: venv tools control-plane
+	$(BIN)/python -m bench --size full $(BENCH_ARGS)
 
 # The full reliability suite (about 6 minutes); a short run of it is part of `make test`.
 # The disruptions and the soak, then the OpenAPI contract fuzzed at 5,000 cases.
