@@ -106,9 +106,11 @@ for row in "${IMAGES[@]}"; do ALL_KEYS+=("${row%%|*}"); done
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${ALL_KEYS[@]}")
 for k in "${SELECTED[@]}"; do
-  printf '%s\n' "${ALL_KEYS[@]}" | grep -qx -- "$k" || die "unknown image '$k' (one of: ${ALL_KEYS[*]})"
+  printf '%s\n' "${ALL_KEYS[@]}" | grep -x -- "$k" >/dev/null || die "unknown image '$k' (one of: ${ALL_KEYS[*]})"
 done
-selected() { printf '%s\n' "${SELECTED[@]}" | grep -qx -- "$1"; }
+# grep without -q reads all its input: with -q it may exit first, and under pipefail
+# the SIGPIPE of printf would fail the pipeline (a component taken for unknown).
+selected() { printf '%s\n' "${SELECTED[@]}" | grep -x -- "$1" >/dev/null; }
 
 # shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"

@@ -94,9 +94,11 @@ esac
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${ALL[@]}")
 for c in "${SELECTED[@]}"; do
-  printf '%s\n' "${ALL[@]}" | grep -qx -- "$c" || die "unknown component '$c' (one of: ${ALL[*]})"
+  printf '%s\n' "${ALL[@]}" | grep -x -- "$c" >/dev/null || die "unknown component '$c' (one of: ${ALL[*]})"
 done
-selected() { printf '%s\n' "${SELECTED[@]}" | grep -qx -- "$1"; }
+# grep without -q reads all its input: with -q it may exit first, and under pipefail
+# the SIGPIPE of printf would fail the pipeline (a component taken for unknown).
+selected() { printf '%s\n' "${SELECTED[@]}" | grep -x -- "$1" >/dev/null; }
 
 # shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"
