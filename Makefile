@@ -5,18 +5,19 @@ BIN := $(VENV)/bin
 SERVICES := $(wildcard services/*/pyproject.toml)
 EDITABLES := $(foreach p,$(SERVICES),-e $(dir $(p)))
 
-.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps load-tools \
+.PHONY: help venv dev test test-fast test-cluster lint typecheck tools test-deps load-tools celery-exporter \
 	control-plane node-binaries images cluster-images cluster-deps cluster cluster-down bench \
 	chaos constraints clean
 
 help:
 	@echo "make dev         run Redis, a worker, the API (:8000) and Flower (:5555) in the foreground"
+	@echo "                 PROMETHEUS=1: also celery-exporter (:9808) and Prometheus (:9090), the chart's rules loaded"
 	@echo "make test        install everything the tests need, lint, type-check, run every test"
 	@echo "make test-fast   lint, type-check and the T0/T1 tests only (no control plane, no images)"
 	@echo "make test-cluster the T4-local tests only: the chart on the local node (starts one if none runs)"
 	@echo "make cluster     build (cached) and start the single local node with CoreDNS, storage and KEDA"
 	@echo "make cluster-down stop the local node and undo every change it made to this machine"
-	@echo "make bench       run the benchmarks and write bench/results.md"
+	@echo "make bench       run the benchmarks, write bench/results/latest.md and the README's Performance section"
 	@echo "make chaos       kill workers and Redis under load, soak the API, fuzz the API at 5,000 cases"
 
 venv: $(BIN)/.installed
@@ -33,7 +34,7 @@ $(BIN)/.installed: requirements/constraints.txt requirements/dev.txt $(SERVICES)
 	@touch $@
 
 dev: venv
-	$(BIN)/python -m celery_harder_dev.dev_stack
+	$(BIN)/python -m celery_harder_dev.dev_stack $(if $(filter-out 0,$(PROMETHEUS)),--prometheus)
 
 lint: venv
 	$(BIN)/ruff check services tests scripts bench
@@ -44,8 +45,12 @@ typecheck: venv
 tools:
 	bash scripts/install-k8s-tools.sh
 
-test-deps:
+# The Debian tools, the Go modules, and celery-exporter from PyPI in a venv of its own.
+test-deps: celery-exporter
 	bash scripts/install-test-deps.sh
+
+celery-exporter:
+	bash scripts/install-celery-exporter.sh
 
 load-tools:
 	bash scripts/install-load-tools.sh
@@ -74,14 +79,19 @@ cluster-down: venv
 test-cluster: cluster-deps
 	$(BIN)/pytest tests/cluster
 
-test-fast: load-tools lint typecheck
+# tools and celery-exporter: the make dev PROMETHEUS=1 test renders the chart's rules
+# and starts the exporter (Debian's prometheus comes with make test-deps).
+test-fast: load-tools tools celery-exporter lint typecheck
 	$(BIN)/pytest tests/unit tests/stack tests/resilience tests/devstack
 
 test: venv tools test-deps load-tools cluster-deps lint typecheck
 	$(BIN)/pytest
 
-bench: venv
-	$(BIN)/python -m bench
+# B6 needs kubectl and the T2 control plane; the harness installs the rest itself
+# (scripts/install-bench-tools.sh): hey and redis-benchmark from Debian, the peer
+# queues into a venv of their own.
+bench: venv tools control-plane
+	$(BIN)/python -m bench --size full $(BENCH_ARGS)
 
 # The full reliability suite (about 6 minutes); a short run of it is part of `make test`.
 # The disruptions and the soak, then the OpenAPI contract fuzzed at 5,000 cases.

@@ -1,1 +1,1 @@
-"""Benchmarks: `make bench` runs them on real processes and writes bench/results.md."""
+"""Benchmarks: `make bench` runs them on real processes and writes bench/results/latest.md."""

@@ -135,7 +135,8 @@ class OperatorRig:
 
     def operator_pid(self) -> int:
         assert self.operator.process is not None
-        return self.operator.process.pid
+        pid: int = self.operator.process.pid
+        return pid
 
 
 @contextmanager

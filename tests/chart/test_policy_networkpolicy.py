@@ -63,7 +63,13 @@ def test_networkpolicies_allow_exactly_the_needed_traffic(helm, case):
             f"{component} accepts ingress"
         )
     assert not _allowed(render, pod_labels(pods["api"]), ns, pods["operator"], 8080), (
-        "operator accepts ingress"
+        "operator accepts ingress beyond its metrics port"
+    )
+    # Prometheus scrapes the operator's /metrics (from anywhere unless ingressFrom says).
+    prometheus_ns = "ingress-nginx" if case == "auth-on" else "monitoring"
+    prometheus = {"app": "nginx"} if case == "auth-on" else {"app": "prometheus"}
+    assert _allowed(render, prometheus, prometheus_ns, pods["operator"], 8081), (
+        "Prometheus cannot scrape the operator"
     )
     assert not _allowed(render, pod_labels(pods["test-api"]), ns, pods["api"], 9999), (
         "API open beyond its port"

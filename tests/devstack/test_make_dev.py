@@ -42,13 +42,21 @@ def alive(pid: int) -> bool:
 
 
 @contextmanager
-def dev_stack(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[int, int, str]]:
+def dev_stack(
+    tmp_path: Path, extra_env: dict[str, str], extra_args: tuple[str, ...] = ()
+) -> Iterator[tuple[int, int, str]]:
     """`python -m celery_harder_dev.dev_stack` until its banner; Ctrl-C and checks at the end."""
     api_port, flower_port = free_port(), free_port()
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("CELERY_BROKER_URL", "CELERY_HARDER_API_KEYS", "CELERY_HARDER_API_AUTH")
+        if k
+        not in (
+            "CELERY_BROKER_URL",
+            "CELERY_HARDER_API_KEYS",
+            "CELERY_HARDER_API_AUTH",
+            "CELERY_HARDER_DEV_PROMETHEUS",
+        )
     }
     log = tmp_path / "dev.out"
     with log.open("wb") as out:
@@ -63,6 +71,7 @@ def dev_stack(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[int, 
                 str(flower_port),
                 "--workdir",
                 str(tmp_path / "stack"),
+                *extra_args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -71,7 +80,7 @@ def dev_stack(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[tuple[int, 
         )
     children: set[int] = set()
     try:
-        wait_until(lambda: "Ctrl-C stops everything" in log.read_text(), 90, "make dev")
+        wait_until(lambda: "Ctrl-C stops everything" in log.read_text(), 120, "make dev")
         children = descendants(proc.pid)
         assert len(children) >= 4  # redis, worker (+ pool), uvicorn, flower
         yield api_port, flower_port, log.read_text()
@@ -120,3 +129,39 @@ def test_dev_stack_asks_for_a_key_when_keys_are_set(tmp_path: Path) -> None:
         api = f"http://127.0.0.1:{api_port}"
         assert httpx.post(f"{api}/add", json={"x": 2, "y": 3}, timeout=10).status_code == 401
         add_through(api, {"X-API-Key": key})
+
+
+def test_dev_stack_with_prometheus_scrapes_itself_with_the_chart_rules(tmp_path: Path) -> None:
+    """`make dev PROMETHEUS=1`: celery-exporter and a real Prometheus join the stack."""
+    prometheus_port, exporter_port = free_port(), free_port()
+    ports = ("--prometheus-port", str(prometheus_port), "--exporter-port", str(exporter_port))
+    env = {"CELERY_HARDER_DEV_PROMETHEUS": "1"}
+    with dev_stack(tmp_path, env, ports) as (api_port, _flower_port, text):
+        prometheus = f"http://127.0.0.1:{prometheus_port}"
+        assert f"Prometheus {prometheus}" in text, text
+        assert f"Exporter   http://127.0.0.1:{exporter_port}/metrics" in text, text
+        assert httpx.get(f"{prometheus}/-/ready", timeout=5).status_code == 200
+        targets: list[dict] = []
+
+        def all_up() -> bool:
+            body = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()
+            targets[:] = body["data"]["activeTargets"]
+            return len(targets) == 3 and all(t["health"] == "up" for t in targets)
+
+        wait_until(all_up, 60, "every target up")
+        jobs = {t["labels"]["job"] for t in targets}
+        assert jobs == {"celery-harder-api", "celery-harder-flower", "celery-harder-exporter"}
+        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        assert [r for g in groups for r in g["rules"]], "the chart's rules are not loaded"
+        add_through(f"http://127.0.0.1:{api_port}", {})
+        query = 'sum(celery_harder_tasks_submitted_total{task="add"})'
+        wait_until(
+            lambda: (
+                httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()[
+                    "data"
+                ]["result"][0]["value"][1]
+                == "1"
+            ),
+            30,
+            "the add counted through Prometheus",
+        )

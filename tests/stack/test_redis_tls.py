@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from celery_harder import metric_names as mn
 from celery_harder_dev.cluster.pki import SERVER, CertificateAuthority
 from celery_harder_dev.local_processes import (
     RedisTls,
@@ -28,6 +29,7 @@ from celery_harder_dev.local_processes import (
 from tests.chart.chartlib import pod_spec, render_sets
 from tests.chart.policylib import BROKER_URL
 from tests.support.polling import poll_json
+from tests.support.prom import parse, value
 from tests.support.stack import READY_TIMEOUT, StackEnv, running_api, running_worker
 
 CA_MOUNT = "/etc/celery-harder/redis-ca"  # where the chart mounts externalRedis.tls.caSecret
@@ -103,6 +105,10 @@ def test_worker_and_api_run_a_task_over_tls_as_an_acl_user(
         api.client() as http,
     ):
         assert http.get("/readyz").status_code == 200
+        # The queue gauges read Redis over the same TLS connection settings, as the user.
+        samples = parse(http.get("/metrics").text)
+        assert value(samples, mn.REDIS_UP.series) == 1
+        assert value(samples, mn.QUEUE_WAITING.series, {"queue": "celery"}) == 0
         response = http.post("/add", json={"x": 2, "y": 3})
         assert response.status_code == 202, response.text
         task_id = response.json()["task_id"]

@@ -28,13 +28,23 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     env_extra: dict[str, str] = field(default_factory=dict)
+    #: Watch these namespaces only (`--namespace`), instead of `--all-namespaces`.
+    namespaces: tuple[str, ...] = ()
+    #: The port its /metrics listens on (127.0.0.1, a free one per start).
+    metrics_port: int = 0
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> None:
         port = free_port()
+        self.metrics_port = free_port()
         self.starts += 1
         log = self.stack.workdir / f"operator-{self.starts}.log"
+        scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         cmd = [
-            str(BIN / "kopf"), "run", "--standalone", "--all-namespaces",
+            str(BIN / "kopf"), "run", "--standalone", *scope,
             f"--liveness=http://127.0.0.1:{port}/healthz",
             "-m", "celery_harder_operator.handlers",
         ]  # fmt: skip
@@ -42,6 +52,8 @@ class OperatorProcess:
             **self.stack.env("operator"),
             "KUBECONFIG": self.kube_env["KUBECONFIG"],
             "CELERY_HARDER_OPERATOR_POLL_INTERVAL": "0.5",
+            "CELERY_HARDER_OPERATOR_METRICS_HOST": "127.0.0.1",
+            "CELERY_HARDER_OPERATOR_METRICS_PORT": str(self.metrics_port),
             **self.env_extra,
         }
         proc = start_process(cmd, log=log, env=env, cwd=self.stack.workdir)
@@ -69,9 +81,12 @@ class OperatorProcess:
 
 @contextmanager
 def running_operator(
-    stack: StackEnv, kube_env: dict[str, str], env: dict[str, str] | None = None
+    stack: StackEnv,
+    kube_env: dict[str, str],
+    env: dict[str, str] | None = None,
+    namespaces: tuple[str, ...] = (),
 ) -> Iterator[OperatorProcess]:
-    operator = OperatorProcess(stack, kube_env, env_extra=dict(env or {}))
+    operator = OperatorProcess(stack, kube_env, env_extra=dict(env or {}), namespaces=namespaces)
     operator.start()
     try:
         yield operator

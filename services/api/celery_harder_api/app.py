@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from celery_harder import __version__
+from celery_harder.async_client import AsyncTaskClient
 from celery_harder.settings import Settings, get_settings
 from celery_harder.task_client import BrokerUnavailable, create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reaper = asyncio.create_task(reap_deadlines(app.state.engine, settings))
         yield
         reaper.cancel()
+        await app.state.async_client.close()
         app.state.task_client.app.close()
 
     app = FastAPI(
@@ -86,8 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if warning:
         log.warning(warning)
     app.state.task_client = create_task_client(settings)
-    app.state.engine = WorkflowEngine(app.state.task_client)
-    app.state.metrics = install_metrics(app)
+    app.state.async_client = AsyncTaskClient(app.state.task_client)
+    app.state.metrics = install_metrics(app, settings)
+    app.state.engine = WorkflowEngine(app.state.task_client, observer=app.state.metrics.workflows)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
     app.add_exception_handler(RequestValidationError, validation_failed)

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
+from celery_harder.async_client import AsyncTaskClient
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient
 from celery_harder_api.auth import HEADER, READ, SUBMIT, AuthPolicy, Scope, decide
@@ -21,13 +22,19 @@ api_key_header = APIKeyHeader(
 CHALLENGE = {"WWW-Authenticate": f'ApiKey header="{HEADER}"'}
 
 
-def get_task_client(request: Request) -> TaskClient:
+async def get_task_client(request: Request) -> TaskClient:
     """The process's TaskClient."""
     client: TaskClient = request.app.state.task_client
     return client
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_async_client(request: Request) -> AsyncTaskClient:
+    """The process's AsyncTaskClient (the TaskClient's submit and status on the event loop)."""
+    client: AsyncTaskClient = request.app.state.async_client
+    return client
+
+
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -50,6 +57,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[None]]:
 
 
 Client = Annotated[TaskClient, Depends(get_task_client)]
+AsyncClient = Annotated[AsyncTaskClient, Depends(get_async_client)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]
 CanRead = Depends(require(READ))
 CanSubmit = Depends(require(SUBMIT))

@@ -94,6 +94,17 @@ WORKFLOWS_OVERDUE = Metric(
     "gauge",
     "Workflows still unfinished past their deadline (the reaper should have timed them out).",
 )
+REDIS_UP = Metric(
+    "celery_harder_redis_up",
+    "gauge",
+    "1 when this scrape read the queues from Redis, 0 when Redis did not answer "
+    "(the queue and overdue gauges are absent then).",
+)
+QUEUE_SCRAPE_DURATION = Metric(
+    "celery_harder_queue_scrape_duration_seconds",
+    "gauge",
+    "Seconds this scrape spent reading the queues from Redis.",
+)
 
 # --- Operator (its own /metrics) ---------------------------------------------------
 OPERATOR_RECONCILES = Metric(
@@ -137,6 +148,8 @@ OWN_METRICS = (
     QUEUE_WAITING_BY_PRIORITY,
     QUEUE_IN_FLIGHT,
     WORKFLOWS_OVERDUE,
+    REDIS_UP,
+    QUEUE_SCRAPE_DURATION,
     OPERATOR_RECONCILES,
     OPERATOR_RECONCILE_ERRORS,
     OPERATOR_RESOURCES,

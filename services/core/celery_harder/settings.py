@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         description="Redis hash of this worker's delivered, unacknowledged messages (kombu's "
         "unacked_key); one per worker pool, so that each pool's autoscaler counts its own.",
     )
+    # NoDecode: the chart writes `unacked,unacked-cpu`, not a JSON list.
+    unacked_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Every worker pool's unacked hash, which the API's queue metrics read "
+        "(comma- or space-separated); empty: unacked_key alone.",
+    )
     queue: str = Field(
         "celery",
         description="Default queue: where a task goes unless its catalog entry or node says.",
@@ -95,6 +101,12 @@ class Settings(BaseSettings):
         0.5, gt=0, description="Seconds between status reads of the SSE stream and the reaper."
     )
 
+    metrics_redis_timeout: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds a /metrics scrape waits for Redis before serving no queue samples.",
+    )
+
     sse_max_seconds: float = Field(
         300.0, gt=0, description="Seconds one SSE stream lasts at most; clients reconnect."
     )
@@ -112,6 +124,12 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description="Seconds between the operator's checks of a CronTaskWorkflow's schedule.",
+    )
+    operator_metrics_port: int = Field(
+        8081, ge=0, le=65535, description="Port of the operator's /metrics (0: not served)."
+    )
+    operator_metrics_host: str = Field(
+        "0.0.0.0", description="Address the operator's /metrics listens on."
     )
     # Tests only, and no chart value sets it: a file holding the time the operator's
     # schedules see (RFC 3339), so T2 tests step through minutes without waiting for them.
@@ -133,6 +151,21 @@ class Settings(BaseSettings):
     @classmethod
     def _queue_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_queue_name(q) for q in value)
+
+    @field_validator("unacked_keys", mode="before")
+    @classmethod
+    def _unacked_list(cls, value: Any) -> Any:
+        return split_queue_list(value) if isinstance(value, str) else value
+
+    @field_validator("unacked_keys")
+    @classmethod
+    def _unacked_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_queue_name(k) for k in value)
+
+    @property
+    def all_unacked_keys(self) -> tuple[str, ...]:
+        """Every unacked hash to count in flight: the configured list, else unacked_key."""
+        return self.unacked_keys or (self.unacked_key,)
 
     @property
     def known_queues(self) -> tuple[str, ...]:

@@ -1,5 +1,6 @@
 """Send catalog tasks by name and read their status; used by the API and the operator."""
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -9,13 +10,15 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from celery_harder import keys
-from celery_harder.catalog import validate_call
+from celery_harder.catalog import get_task, validate_call
 from celery_harder.celery_config import create_celery_app
+from celery_harder.publish import Outgoing, TaskMessages, Unsupported
 from celery_harder.results import TaskStatus, describe_meta
 from celery_harder.routing import check_queue, task_queue
 from celery_harder.settings import Settings
 
 REDIS_ERRORS = (redis.RedisError, OperationalError, OSError)
+log = logging.getLogger(__name__)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -33,6 +36,16 @@ class TaskClient:
             socket_connect_timeout=settings.redis_timeout,
             socket_timeout=settings.redis_timeout,
         )
+        # Issued marks live with the results; when that is the broker's Redis too, the
+        # mark and the message go in one MULTI/EXEC.
+        self.known_queues = settings.known_queues
+        self.shared_redis = settings.result_backend_url == settings.broker_url
+        self.messages: TaskMessages | None
+        try:
+            self.messages = TaskMessages(app, settings.result_expires)
+        except Unsupported as exc:
+            log.warning("sending through app.send_task (slower): %s", exc)
+            self.messages = None
 
     @property
     def results(self) -> redis.Redis:
@@ -57,6 +70,32 @@ class TaskClient:
         if task_ids:
             self.results.delete(*(keys.ISSUED + t for t in task_ids))
 
+    def target_queue(self, name: str, queue: str | None) -> str:
+        """The configured queue a call of `name` goes to: `queue`, else its catalog queue."""
+        spec = get_task(name)
+        return check_queue(
+            task_queue(spec.queue, {"queue": queue}, self.settings.queue), self.known_queues
+        )
+
+    def prepare(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> Outgoing | None:
+        """Validate against the catalog and build the commands that send it.
+
+        None when this app's configuration needs `app.send_task` (see publish.Unsupported).
+        """
+        validate_call(name, args, kwargs)
+        target = self.target_queue(name, queue)
+        if self.messages is None:
+            return None
+        return self.messages.build(name, args, kwargs, queue=target, task_id=task_id)
+
     def submit(
         self,
         name: str,
@@ -69,11 +108,38 @@ class TaskClient:
 
         The task goes to `queue` (UnknownQueueError unless configured), else its catalog queue.
         """
-        spec = validate_call(name, args, kwargs)
-        target = check_queue(
-            task_queue(spec.queue, {"queue": queue}, self.settings.queue),
-            self.settings.known_queues,
-        )
+        outgoing = self.prepare(name, args, kwargs, queue=queue)
+        if outgoing is None:
+            return self.send_task(name, args, kwargs, queue=self.target_queue(name, queue))
+        try:
+            self.send(outgoing)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"could not send {name!r}: {exc}") from exc
+        return outgoing.task_id
+
+    def send(self, outgoing: Outgoing) -> None:
+        """The issued mark, then the message and its event: one MULTI/EXEC when they share
+        a Redis; otherwise the mark first, forgotten again if the message fails."""
+        if self.shared_redis:
+            pipe = self._broker.pipeline(transaction=True)
+            for command in (*outgoing.results, *outgoing.broker):
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipe.execute()  # raises the first error a command answered
+            return
+        self.record_issued([outgoing.task_id])
+        try:
+            pipe = self._broker.pipeline(transaction=True)
+            for command in outgoing.broker:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            pipe.execute()  # raises the first error a command answered
+        except REDIS_ERRORS:
+            self._forget_quietly([outgoing.task_id])
+            raise
+
+    def send_task(
+        self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, *, queue: str
+    ) -> str:
+        """Send through Celery's producer (configurations TaskMessages does not cover)."""
         task_id = str(uuid.uuid4())
         try:
             self.record_issued([task_id])
@@ -82,7 +148,7 @@ class TaskClient:
                 args=list(args),
                 kwargs=dict(kwargs or {}),
                 task_id=task_id,
-                queue=target,
+                queue=queue,
             )
         except REDIS_ERRORS as exc:
             self._forget_quietly([task_id])

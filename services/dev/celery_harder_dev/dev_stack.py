@@ -1,5 +1,11 @@
 """`make dev`: Redis (embedded unless CELERY_BROKER_URL is set), a worker, the API and Flower.
 
+With `--prometheus` (`make dev PROMETHEUS=1`, or CELERY_HARDER_DEV_PROMETHEUS=1) it also
+starts celery-exporter (scripts/install-celery-exporter.sh) and a real Prometheus
+(Debian's `prometheus`) that scrapes the API, Flower, the exporter and, given
+`--operator-metrics HOST:PORT`, an operator, with the chart's alert rules loaded
+(rendered by helm: `make tools`).
+
 Runs in the foreground; Ctrl-C (SIGINT) or SIGTERM stops every child it started.
 """
 
@@ -13,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from celery_harder_dev.chart_monitoring import render_monitoring, scrape_targets, write_rule_file
+from celery_harder_dev.exporter import exporter_command
 from celery_harder_dev.local_processes import (
     ProcessExited,
     api_command,
@@ -25,6 +33,7 @@ from celery_harder_dev.local_processes import (
     wait_until,
     worker_command,
 )
+from celery_harder_dev.prometheus import prometheus_command, write_config
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 60.0
@@ -52,10 +61,10 @@ class Stack:
             stop_process(proc, timeout=30)
 
 
-def wait_http(stack: Stack, url: str, what: str) -> None:
+def wait_http(stack: Stack, url: str, what: str, request_timeout: float = 1.0) -> None:
     def ok() -> bool:
         stack.check_alive()
-        return httpx.get(url, timeout=1).status_code == 200
+        return httpx.get(url, timeout=request_timeout).status_code == 200
 
     wait_until(ok, READY_TIMEOUT, what, interval=0.2)
 
@@ -81,7 +90,12 @@ def auth_banner(auth_env: dict[str, str]) -> str:
 
 
 def print_banner(
-    workdir: Path, api: str, flower: str, broker: str, auth_env: dict[str, str]
+    workdir: Path,
+    api: str,
+    flower: str,
+    broker: str,
+    auth_env: dict[str, str],
+    monitoring: list[str] | None = None,
 ) -> None:
     """Where everything is, and one request to paste."""
     body = '{"x": 2, "y": 3}'
@@ -91,6 +105,7 @@ def print_banner(
         f"  API     {api}  (docs {api}/docs)",
         f"  Flower  {flower}",
         f"  Redis   {broker}",
+        *(monitoring or []),
         auth_banner(auth_env),
         "Try:",
         f"  curl -s -X POST {api}/add{key} -H 'Content-Type: application/json' -d '{body}'",
@@ -100,13 +115,62 @@ def print_banner(
     print("\n".join(lines), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def start_monitoring(
+    stack: Stack, ns: argparse.Namespace, broker: str, api: str, flower: str
+) -> list[str]:
+    """celery-exporter and Prometheus over the stack; the banner lines that say where."""
+    prom_dir = stack.workdir / "prometheus"
+    prom_dir.mkdir(parents=True, exist_ok=True)
+    objects = render_monitoring()
+    rules = write_rule_file(objects, prom_dir / "chart-rules.yaml")
+    exporter = f"http://127.0.0.1:{ns.exporter_port}"
+    queues = [q for q in os.environ.get("CELERY_HARDER_QUEUES", "celery").split(",") if q]
+    stack.start(
+        "exporter",
+        exporter_command(broker, ns.exporter_port, queues),
+        {"LOGURU_DIAGNOSE": "NO", "PYTHONUNBUFFERED": "1"},
+    )
+    urls = {"api": api, "flower": flower, "exporter": exporter}
+    if ns.operator_metrics:
+        urls["operator"] = f"http://{ns.operator_metrics}"
+    config = write_config(prom_dir, scrape_targets(objects, urls), [rules])
+    stack.start("prometheus", prometheus_command(config, prom_dir, ns.prometheus_port), {})
+    prometheus = f"http://127.0.0.1:{ns.prometheus_port}"
+    # Its /metrics runs two `inspect` broadcasts of 1 s each before it answers.
+    wait_http(stack, exporter + "/metrics", "celery-exporter", request_timeout=10)
+    wait_http(stack, prometheus + "/-/ready", "Prometheus")
+    return [
+        f"  Prometheus {prometheus}  (targets {prometheus}/targets, alerts {prometheus}/alerts)",
+        f"  Exporter   {exporter}/metrics",
+    ]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """make dev's options."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--flower-port", type=int, default=5555)
     parser.add_argument("--workdir", type=Path, default=Path("dev-stack"))
     parser.add_argument("--concurrency", type=int, default=2)
-    ns = parser.parse_args(argv)
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        default=os.environ.get("CELERY_HARDER_DEV_PROMETHEUS", "") not in ("", "0"),
+        help="also run celery-exporter and Prometheus (CELERY_HARDER_DEV_PROMETHEUS=1)",
+    )
+    parser.add_argument("--prometheus-port", type=int, default=9090)
+    parser.add_argument("--exporter-port", type=int, default=9808)
+    parser.add_argument(
+        "--operator-metrics",
+        default=os.environ.get("CELERY_HARDER_DEV_OPERATOR_METRICS", ""),
+        metavar="HOST:PORT",
+        help="an operator's /metrics for Prometheus to scrape too",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
     workdir = ns.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(workdir)
@@ -146,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
             return bool(heartbeat.exists())
 
         wait_until(worker_ready, READY_TIMEOUT, "worker")
-        print_banner(workdir, api, flower, broker, auth_env)
+        monitoring = start_monitoring(stack, ns, broker, api, flower) if ns.prometheus else None
+        print_banner(workdir, api, flower, broker, auth_env, monitoring)
         while not stopping:
             stack.check_alive()
             time.sleep(0.5)  # supervision tick, not synchronisation
-    except (ProcessExited, TimeoutError) as exc:
+    except (ProcessExited, TimeoutError, FileNotFoundError, RuntimeError) as exc:
         print(f"make dev: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:

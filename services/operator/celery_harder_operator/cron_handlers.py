@@ -13,6 +13,7 @@ import kopf
 from celery_harder.settings import get_settings
 from celery_harder_operator import clock, kube
 from celery_harder_operator import cron_status as cst
+from celery_harder_operator import metrics as om
 from celery_harder_operator import schedule as sch
 from celery_harder_operator.cron_resource import (
     CRON_PLURAL,
@@ -100,7 +101,14 @@ def prune(body: kopf.Body, namespace: str, doomed: list[str]) -> None:
         event(body, "RunDeleted", f"deleted {victim} (history limit)")
 
 
+@kopf.on.event(GROUP, VERSION, CRON_PLURAL)
+def track_cron_phase(type: str | None, uid: str, status: kopf.Status, **_: Any) -> None:
+    """Keep the resources-by-phase gauge from every watch event (DELETED forgets)."""
+    om.METRICS.resources.apply(om.CRONTASKWORKFLOW, type, uid, om.cron_phase(status))
+
+
 @kopf.timer(GROUP, VERSION, CRON_PLURAL, interval=INTERVAL, backoff=INTERVAL)
+@om.instrumented("cron_evaluate")
 def evaluate(
     spec: kopf.Spec,
     meta: kopf.Meta,
@@ -153,3 +161,4 @@ def evaluate(
         generation=generation, now=now,
     )  # fmt: skip
     patch.status.update(status_changes(status, new))
+    om.METRICS.synced()

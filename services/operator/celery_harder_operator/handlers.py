@@ -1,12 +1,14 @@
 """kopf handlers: they wire TaskWorkflow events to the workflow engine and hold no logic.
 
 Run with `kopf run --standalone --all-namespaces -m celery_harder_operator.handlers`.
-Every handler is synchronous (kopf runs it in a thread) and returns nothing, so no
-handler result is ever written into `.status`.
+Every handler returns nothing, so no handler result is ever written into `.status`.
+They are synchronous (kopf runs them in a thread), except the sync timer, which waits
+in the event loop for its workflow's results (follow.py) and reads Redis in a thread.
 """
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +23,9 @@ from celery_harder.workflow.status import FINAL_PHASES, SKIPPED, WorkflowStatus
 # Importing these registers their handlers: CronTaskWorkflows, the TTL daemon, and
 # the follower that wakes the sync timer when a leaf's result is published.
 from celery_harder_operator import cron_handlers, follow, ttl  # noqa: F401
+from celery_harder_operator import metrics as om
 from celery_harder_operator import status as st
+from celery_harder_operator.metrics import METRICS, instrumented
 from celery_harder_operator.resource import (
     ANNOTATION_PREFIX,
     FINALIZER,
@@ -38,13 +42,13 @@ LEAF_DONE = (*FINAL_PHASES, SKIPPED)
 
 @lru_cache(maxsize=1)
 def engine() -> WorkflowEngine:
-    """The process's workflow engine."""
-    return WorkflowEngine(create_task_client(get_settings()))
+    """The process's workflow engine; its observer counts the workflows it sees finish."""
+    return WorkflowEngine(create_task_client(get_settings()), observer=METRICS.workflows)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Keep kopf's state under the project's prefix; post only our own Events."""
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep kopf's state under the project's prefix; post only our own Events; serve /metrics."""
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
@@ -66,6 +70,22 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Handlers wait on Redis, not on the CPU: the default pool (cores + 4 threads)
     # queued 100 resources' dispatches behind one another.
     settings.execution.max_workers = follow.THREADS
+    config = get_settings()
+    memo["stop_metrics"] = om.serve(config.operator_metrics_port, config.operator_metrics_host)
+
+
+@kopf.on.cleanup()
+def stop_metrics(memo: kopf.Memo, **_: Any) -> None:
+    """Close the /metrics server on the way out."""
+    stop = memo.get("stop_metrics")
+    if stop is not None:
+        stop()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def track_phase(type: str | None, uid: str, status: kopf.Status, **_: Any) -> None:
+    """Keep the resources-by-phase gauge from every watch event (DELETED forgets)."""
+    METRICS.resources.apply(om.TASKWORKFLOW, type, uid, om.taskworkflow_phase(status))
 
 
 def publish(body: kopf.Body, patch: kopf.Patch, status: kopf.Status, new: dict[str, Any]) -> None:
@@ -89,6 +109,7 @@ def engine_call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
+@instrumented("dispatch")
 def dispatch(
     spec: kopf.Spec,
     meta: kopf.Meta,
@@ -115,6 +136,10 @@ def dispatch(
         patch.status.update(st.status_changes(status, new))
         kopf.event(body, type="Warning", reason=st.REASON_VALIDATION, message=new["message"])
         return
+    if submitted.dispatched_now:
+        latency = om.dispatch_latency(meta.get("creationTimestamp"), datetime.now(UTC))
+        if latency is not None:
+            METRICS.dispatch_latency.observe(latency)
     reason = "Dispatched" if submitted.dispatched_now else "Resumed"
     kopf.event(
         body, type="Normal", reason=reason,
@@ -123,6 +148,7 @@ def dispatch(
     current = engine_call("status", engine().status, submitted.id)
     if current is not None:
         publish(body, patch, status, build(current, generation, status))
+    METRICS.synced()
 
 
 def build(current: WorkflowStatus, generation: int, status: kopf.Status) -> dict[str, Any]:
@@ -150,6 +176,7 @@ def read_or_shut_down(spec: kopf.Spec, body: kopf.Body, wid: str) -> WorkflowSta
 # Each run waits (follow.before_read) until a leaf's result is published or the poll
 # interval passes, so the timer reads as results come and at least every interval.
 @kopf.timer(GROUP, VERSION, PLURAL, interval=follow.TICK, when=wants_sync)
+@instrumented("sync")
 async def sync(
     spec: kopf.Spec,
     meta: kopf.Meta,
@@ -168,15 +195,18 @@ async def sync(
     if current is None:
         new = dict(status, phase="Failed", message=f"workflow {wid} is gone from Redis")
         publish(body, patch, status, new)
+        METRICS.synced()
         await follow.after_read(wid, (), final=True)
         return
     publish(body, patch, status, build(current, int(meta.get("generation", 1)), status))
+    METRICS.synced()
     meta_key = engine().client.meta_key
     unfinished = [meta_key(n.task_id) for n in current.nodes if n.phase not in LEAF_DONE]
     await follow.after_read(wid, unfinished, final=current.phase in FINAL_PHASES)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
+@instrumented("cancel_on_delete")
 def cancel_on_delete(status: kopf.Status, body: kopf.Body, uid: str, **_: Any) -> None:
     """Deleting a running TaskWorkflow cancels its run (running tasks are terminated)."""
     if status.get("phase") in FINAL_PHASES or not status.get("workflowId"):

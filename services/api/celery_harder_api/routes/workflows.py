@@ -21,6 +21,7 @@ from celery_harder.workflow.templates import (
 from celery_harder_api.blocking import off_loop
 from celery_harder_api.dependencies import AppSettings, CanRead, CanSubmit
 from celery_harder_api.errors import documented
+from celery_harder_api.metrics import root_kind
 from celery_harder_api.schemas import (
     ChainRequest,
     ChordRequest,
@@ -38,7 +39,7 @@ READ_RESPONSES = documented(401, 403, 404, 422, 503)
 CANCEL_RESPONSES = documented(401, 403, 404, 413, 422, 503)
 
 
-def get_engine(request: Request) -> WorkflowEngine:
+async def get_engine(request: Request) -> WorkflowEngine:
     engine: WorkflowEngine = request.app.state.engine
     return engine
 
@@ -56,13 +57,18 @@ def submitted_body(submitted: Submitted) -> WorkflowSubmitted:
 
 
 async def submit(
-    engine: WorkflowEngine, settings: AppSettings, spec: Any, timeout_seconds: int | None = None
+    request: Request,
+    engine: WorkflowEngine,
+    settings: AppSettings,
+    spec: Any,
+    timeout_seconds: int | None = None,
 ) -> WorkflowSubmitted:
-    """Validate and dispatch off the event loop (SpecError becomes a 422)."""
+    """Validate and dispatch off the event loop (SpecError becomes a 422), and count it."""
     submitted = await off_loop(
         lambda: engine.submit(spec, timeout_seconds=timeout_seconds),
         timeout=settings.redis_timeout + 5,
     )
+    request.app.state.metrics.workflows_submitted.labels(kind=root_kind(spec)).inc()
     return submitted_body(submitted)
 
 
@@ -75,44 +81,46 @@ async def read_status(engine: WorkflowEngine, settings: AppSettings, wid: str) -
 
 @router.post("/chain", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_chain(
-    body: ChainRequest, engine: Engine, settings: AppSettings
+    body: ChainRequest, request: Request, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
     """Run steps in order (the seed's chain)."""
-    return await submit(engine, settings, chain_spec([c.model_dump() for c in body.steps]))
+    spec = chain_spec([c.model_dump() for c in body.steps])
+    return await submit(request, engine, settings, spec)
 
 
 @router.post("/group", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_group(
-    body: GroupRequest, engine: Engine, settings: AppSettings
+    body: GroupRequest, request: Request, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
     """Run tasks in parallel (the seed's group)."""
-    return await submit(engine, settings, group_spec([c.model_dump() for c in body.tasks]))
+    spec = group_spec([c.model_dump() for c in body.tasks])
+    return await submit(request, engine, settings, spec)
 
 
 @router.post("/chord", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_chord(
-    body: ChordRequest, engine: Engine, settings: AppSettings
+    body: ChordRequest, request: Request, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
     """Run a header group, then the body on its results (the seed's chord)."""
     spec = chord_spec([c.model_dump() for c in body.header], body.body.model_dump())
-    return await submit(engine, settings, spec)
+    return await submit(request, engine, settings, spec)
 
 
 @router.post("/workflows", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_workflow(
-    body: WorkflowRequest, engine: Engine, settings: AppSettings
+    body: WorkflowRequest, request: Request, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
     """Run any workflow spec, optionally with a deadline."""
-    return await submit(engine, settings, body.workflow, body.timeout_seconds)
+    return await submit(request, engine, settings, body.workflow, body.timeout_seconds)
 
 
 @router.post("/documents", status_code=202, dependencies=[CanSubmit], responses=SUBMIT_RESPONSES)
 async def post_document(
-    body: DocumentRequest, engine: Engine, settings: AppSettings
+    body: DocumentRequest, request: Request, engine: Engine, settings: AppSettings
 ) -> WorkflowSubmitted:
     """Analyse a text in chunks and write its report (a ready-made workflow)."""
     spec = document_pipeline_spec(body.text, body.name, body.lines_per_chunk, body.top)
-    return await submit(engine, settings, spec)
+    return await submit(request, engine, settings, spec)
 
 
 @router.get("/workflows/{workflow_id}", dependencies=[CanRead], responses=READ_RESPONSES)

@@ -1,6 +1,7 @@
 """Submit, follow and cancel workflows: the spec, canvas, record and status wired to Redis."""
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,12 @@ from celery_harder import keys
 from celery_harder.results import READY_STATES, TaskStatus, describe_meta
 from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClient
 from celery_harder.workflow.compiler import Leaf, compile_canvas, workflow_leaves
+from celery_harder.workflow.observer import (
+    NullObserver,
+    WorkflowObserver,
+    duration_seconds,
+    outcome_of,
+)
 from celery_harder.workflow.record import WorkflowRecord, now_iso, record_key
 from celery_harder.workflow.spec import Limits, Node, parse_workflow
 from celery_harder.workflow.status import (
@@ -19,6 +26,8 @@ from celery_harder.workflow.status import (
     WorkflowStatus,
     aggregate,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,12 +40,31 @@ class Submitted:
 
 
 class WorkflowEngine:
-    """Workflows over one TaskClient; every method is safe to call from any process."""
+    """Workflows over one TaskClient; every method is safe to call from any process.
 
-    def __init__(self, client: TaskClient) -> None:
+    `observer` hears of each workflow this process dispatched and of each one it was
+    the first to see finished (see celery_harder.workflow.observer), so that metrics
+    count every workflow once however many API and operator processes read it.
+    """
+
+    def __init__(self, client: TaskClient, observer: WorkflowObserver | None = None) -> None:
         self.client = client
         self.settings = client.settings
         self.redis = client.results
+        self.observer: WorkflowObserver = observer or NullObserver()
+
+    def _started(self) -> None:
+        try:
+            self.observer.on_started()
+        except Exception:  # an observer never breaks a dispatch
+            log.exception("workflow observer failed (started)")
+
+    def _finished(self, status: WorkflowStatus) -> None:
+        try:
+            seconds = duration_seconds(status.created_at, status.finished_at)
+            self.observer.on_finished(outcome_of(status), seconds)
+        except Exception:  # nor a status read
+            log.exception("workflow observer failed (finished)")
 
     def limits(self) -> Limits:
         """The configured bounds on a workflow's size."""
@@ -104,6 +132,7 @@ class WorkflowEngine:
             self.redis.zrem(keys.WORKFLOW_DEADLINES, wid)
             raise
         self.redis.hset(key, "dispatched_at", now_iso())
+        self._started()
         return Submitted(wid, leaves, dispatched_now=True)
 
     def load(self, workflow_id: str) -> WorkflowRecord | None:
@@ -147,10 +176,14 @@ class WorkflowEngine:
             return self._cancel(record, statuses, terminate=True, reason=REASON_TIMEOUT)
         if status.finished and not record.finished_at:
             finished_at = now_iso()
-            if not self.redis.hsetnx(record_key(workflow_id), "finished_at", finished_at):
+            # One winner across every process: it alone tells its observer.
+            won = self.redis.hsetnx(record_key(workflow_id), "finished_at", finished_at)
+            if not won:
                 stored = self.redis.hget(record_key(workflow_id), "finished_at")
                 finished_at = stored.decode() if isinstance(stored, bytes) else finished_at
             status = dataclasses.replace(status, finished_at=finished_at)
+            if won:
+                self._finished(status)
         return status
 
     def cancel(
@@ -180,13 +213,17 @@ class WorkflowEngine:
             for task_id in unfinished:
                 pipe.set(keys.REVOKED + task_id, 1, ex=ttl)
             pipe.zrem(keys.WORKFLOW_DEADLINES, record.id)
-            pipe.execute()
+            replies = pipe.execute()
             if unfinished:
                 self.client.app.control.revoke(unfinished, terminate=terminate, signal="SIGTERM")
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(str(exc)) from exc
+        # The status read below finds finished_at set and tells nobody: this HSETNX did.
+        won = bool(replies[2])
         status = self.status(record.id)
         assert status is not None
+        if won:
+            self._finished(status)
         return status
 
     def enforce_deadlines(self) -> list[str]:

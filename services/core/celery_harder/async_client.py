@@ -1,0 +1,151 @@
+"""Submit tasks and read their status on the event loop, with redis.asyncio.
+
+The API's hot path. A submission is one round trip: MULTI, the issued-id mark, the
+LPUSH of the message, the PUBLISH of its task-sent event, EXEC, written in one
+socket write on a pooled connection (TaskMessages builds the commands; the sync
+TaskClient sends the very same ones). A status read is one round trip too: GET of
+the result key and EXISTS of the issued mark. Nothing hops into a thread, nothing
+builds a redis-py Pipeline per call, and no kombu exchange is looked up.
+
+Every call has one deadline, redis_timeout + 1 s (3 s by default), enforced by
+asyncio.timeout around the whole round trip rather than per socket read: past it, or
+on any Redis error, the caller gets BrokerUnavailable (the API's 503). A connection
+that failed or timed out mid-call is dropped, never handed back with unread replies.
+"""
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aredis
+
+from celery_harder import keys
+from celery_harder.publish import Command, Outgoing, exec_replies, transaction
+from celery_harder.results import TaskStatus, describe_meta
+from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClient
+
+# Connections per Redis for the API process. A call holds one for a single round trip,
+# so a few dozen serve hundreds of concurrent requests.
+MAX_CONNECTIONS = 64
+
+
+async def execute(client: aredis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """Send `commands` in one write on a pooled connection and read every reply.
+
+    Any failure (an error reply, a timeout, a cancellation) disconnects the connection
+    before it goes back to the pool, so no later call reads this call's replies.
+    """
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        # timeout=inf: no timer per reply (redis-py arms one for every read otherwise,
+        # which cost as much as the round trip); the caller's deadline bounds the call.
+        return [await conn.read_response(timeout=math.inf) for _ in commands]
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+
+
+class AsyncTaskClient:
+    """The TaskClient's submit and status, on the event loop."""
+
+    def __init__(self, client: TaskClient) -> None:
+        self.client = client
+        settings = client.settings
+        # The bound the thread hop had (redis_timeout + 1): it covers the wait for a pooled
+        # connection and for the loop under load, not only Redis's answer.
+        self.deadline = settings.redis_timeout + 1
+
+        def connect(url: str) -> aredis.Redis:
+            # A bounded pool that makes callers wait for a free connection (within their
+            # deadline): redis-py's default pool raises "Too many connections" past its
+            # limit, which answered 503 to a burst of 128 concurrent submits.
+            pool = aredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=MAX_CONNECTIONS,
+                timeout=None,
+                socket_connect_timeout=settings.redis_timeout,
+                socket_timeout=settings.redis_timeout,
+            )
+            return aredis.Redis.from_pool(pool)  # closing the client closes the pool
+
+        self.broker = connect(settings.broker_url)
+        self.results = self.broker if client.shared_redis else connect(settings.result_backend_url)
+        self._backend = client.app.backend
+        self._meta_key = self._backend.get_key_for_task
+
+    async def submit(
+        self,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+    ) -> str:
+        """TaskClient.submit without a thread: validate, mark as issued, send; one round trip."""
+        outgoing = self.client.prepare(name, args, kwargs, queue=queue)
+        if outgoing is None:  # a configuration TaskMessages does not cover
+            task_id: str = await self._in_thread(
+                self.client.submit, name, args, kwargs, queue=queue
+            )
+            return task_id
+        try:
+            async with asyncio.timeout(self.deadline):
+                await self.send(outgoing)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"Redis did not answer within {self.deadline:.1f}s") from exc
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"could not send {name!r}: {exc}") from exc
+        return outgoing.task_id
+
+    async def send(self, outgoing: Outgoing) -> None:
+        """The same commands as TaskClient.send, in the same order."""
+        if self.client.shared_redis:
+            commands = transaction([*outgoing.results, *outgoing.broker])
+            exec_replies(await execute(self.broker, commands))
+            return
+        await execute(self.results, outgoing.results)
+        try:
+            exec_replies(await execute(self.broker, transaction(outgoing.broker)))
+        except BaseException:
+            await self._forget_quietly(outgoing.task_id)
+            raise
+
+    async def status(self, task_id: str) -> TaskStatus | None:
+        """TaskClient.status without a thread: a task's status, None if never issued."""
+        commands = [("GET", self._meta_key(task_id)), ("EXISTS", keys.ISSUED + task_id)]
+        try:
+            async with asyncio.timeout(self.deadline):
+                raw, issued = await execute(self.results, commands)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"Redis did not answer within {self.deadline:.1f}s") from exc
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"could not read {task_id}: {exc}") from exc
+        if raw is None and not issued:
+            return None
+        meta = self._backend.decode(raw) if raw is not None else None
+        return describe_meta(task_id, meta)
+
+    async def close(self) -> None:
+        """Close the connection pools."""
+        await self.broker.aclose()
+        if self.results is not self.broker:
+            await self.results.aclose()
+
+    async def _forget_quietly(self, task_id: str) -> None:
+        try:
+            async with asyncio.timeout(self.deadline):
+                await execute(self.results, [("DEL", keys.ISSUED + task_id)])
+        except (TimeoutError, *REDIS_ERRORS):
+            pass  # Redis is down; the mark expires with the results anyway.
+
+    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await asyncio.to_thread(fn, *args, **kwargs)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"Redis did not answer within {self.deadline:.1f}s") from exc
