@@ -1,6 +1,8 @@
 """T0: the pure parts of the metrics: builders, workflow outcomes, queue keys, in-flight
 parsing, the operator's phase tracking and handler counting."""
 
+import asyncio
+import inspect
 import json
 import subprocess
 import sys
@@ -245,6 +247,27 @@ def test_instrumented_counts_runs_and_errors_and_keeps_the_handler_id() -> None:
     assert sync() == "ok"
     with pytest.raises(RuntimeError):
         sync(fail=True)
+    runs = metrics.registry.get_sample_value(mn.OPERATOR_RECONCILES.series, {"handler": "sync"})
+    errors = metrics.registry.get_sample_value(
+        mn.OPERATOR_RECONCILE_ERRORS.series, {"handler": "sync"}
+    )
+    assert (runs, errors) == (2, 1)
+
+
+def test_instrumented_keeps_an_async_handler_async() -> None:
+    """kopf awaits a coroutine function; a sync wrapper would hand it an unawaited coroutine."""
+    metrics = om.OperatorMetrics()
+
+    @om.instrumented("sync", metrics)
+    async def sync(fail: bool = False, **_: Any) -> str:
+        if fail:
+            raise RuntimeError("boom")
+        return "ok"
+
+    assert inspect.iscoroutinefunction(sync) and sync.__name__ == "sync"
+    assert asyncio.run(sync()) == "ok"
+    with pytest.raises(RuntimeError):
+        asyncio.run(sync(fail=True))
     runs = metrics.registry.get_sample_value(mn.OPERATOR_RECONCILES.series, {"handler": "sync"})
     errors = metrics.registry.get_sample_value(
         mn.OPERATOR_RECONCILE_ERRORS.series, {"handler": "sync"}
