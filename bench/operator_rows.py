@@ -15,8 +15,8 @@ interval users get, unless `poll_interval` says otherwise).
   window with no TaskWorkflows, then over the same window with N finished ones
   present (created, finished, and handled by the operator before the window opens).
 
-`tiny()` sizes run in a few seconds each (tests/k8s/test_operator_rows.py); they keep
-the code working and prove nothing about speed.
+The `tiny` size runs in seconds (tests/k8s/test_operator_rows.py); it keeps
+the code working and proves nothing about speed.
 """
 
 from __future__ import annotations
