@@ -206,6 +206,7 @@ class TaskMessages:
         # send_task_message: the queue's exchange has no delivery mode, so the default's.
         self.delivery_mode = maybe_delivery_mode(conf.task_default_delivery_mode)
         self.sent_events = bool(conf.task_send_sent_event)
+        self.repr_maxlevels: int = conf.task_repr_maxlevels  # read once, as the rest of conf
         # A dispatcher of our own for the event fields; enabled=False never connects.
         self.events = app.events.Dispatcher(enabled=False)
         self.event_channel = self._event_channel(str(conf.broker_url), options)
@@ -348,7 +349,7 @@ class TaskMessages:
         args = list(args)
         kwargs = dict(kwargs or {})
         amqp = self.app.amqp
-        maxlevels = self.app.conf.task_repr_maxlevels
+        maxlevels = self.repr_maxlevels
         argsrepr = fast_repr(args, amqp.argsrepr_maxsize)
         if argsrepr is None:  # as_task_v2 shows no arguments as ()
             argsrepr = saferepr(args or (), amqp.argsrepr_maxsize, maxlevels=maxlevels)
