@@ -13,8 +13,13 @@ anonymous exchange, routing key = queue), with a priority and time limits. Anyth
 else (countdown, ETA, expires, links, task routes, another serializer) is refused
 with `Unsupported`, and the caller uses `app.send_task` instead. The sync
 `TaskClient` and the API's `AsyncTaskClient` both send what this builds, so their
-messages cannot drift apart; tests/unit/test_publish.py compares them, field by
+messages cannot drift apart; tests/stack/test_fast_submit.py compares them, field by
 field, with what `app.send_task` writes.
+
+`build` fills templates made once per task from `build_direct`'s output (as_task_v2
+with sentinels in the per-call places) instead of running as_task_v2, saferepr and
+two JSON encodings of the whole message per call; tests/unit/test_publish_templates.py
+checks that both write the same bytes.
 """
 
 import base64
