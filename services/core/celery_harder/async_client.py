@@ -30,6 +30,33 @@ from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClien
 MAX_CONNECTIONS = 64
 
 
+def pack(commands: Sequence[Command], encoding: str = "utf-8") -> bytes | None:
+    """RESP for `commands` whose arguments are str, bytes or int; None for any other type.
+
+    The bytes redis-py's `pack_commands` writes for them (str encoded strictly, int in
+    decimal, one bulk string each), in a quarter of its time; other types (floats,
+    memoryviews, its DataError for bool and None) are left to redis-py.
+    """
+    out: list[bytes] = []
+    append = out.append
+    for command in commands:
+        append(b"*%d\r\n" % len(command))
+        for arg in command:
+            kind = type(arg)
+            if kind is str:
+                data = arg.encode(encoding)
+            elif kind is bytes:
+                data = arg
+            elif kind is int:
+                data = b"%d" % arg
+            else:
+                return None
+            append(b"$%d\r\n" % len(data))
+            append(data)
+            append(b"\r\n")
+    return b"".join(out)
+
+
 async def execute(client: aredis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Send `commands` in one write on a pooled connection and read every reply.
 
@@ -39,7 +66,11 @@ async def execute(client: aredis.Redis, commands: Sequence[Command]) -> list[Any
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        encoder = conn.encoder
+        packed = pack(commands, encoder.encoding) if encoder.encoding_errors == "strict" else None
+        if packed is None:
+            packed = conn.pack_commands(commands)
+        await conn.send_packed_command(packed, check_health=False)
         # timeout=inf: no timer per reply (redis-py arms one for every read otherwise,
         # which cost as much as the round trip); the caller's deadline bounds the call.
         return [await conn.read_response(timeout=math.inf) for _ in commands]
