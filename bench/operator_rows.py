@@ -1,12 +1,15 @@
 """B6, B6b, B6c, B6d: the operator measured on the T2 control plane (kube-apiserver + etcd).
 
-Each function returns plain numbers; the harness turns them into figures and ratios.
-Everything is real: the control plane the T2 tests build, redis-server, a prefork
-worker, uvicorn, and `kopf run` with the operator's default settings (the 2 s poll
-interval users get, unless `poll_interval` says otherwise).
+The harness's operator group (`python -m bench --only B6`, `run` below) and the
+standalone `python -m bench.operator_rows` (one repetition of each row, printed as
+JSON, with before/after options) both measure with the functions here. Everything is
+real: the control plane the T2 tests build, redis-server, a prefork worker, uvicorn,
+and `kopf run` with the operator's default settings (the 2 s poll interval users get,
+unless `poll_interval` says otherwise).
 
-- B6: N small TaskWorkflows applied with `kubectl apply` until all read Succeeded,
-  against the same N through `POST /workflows` until all read Succeeded.
+- B6: N small TaskWorkflows created one after the other (sequential POSTs to the API
+  server) until all read Succeeded, against the same N sent one after the other to
+  `POST /workflows` until all read Succeeded: like for like, both over HTTP.
 - B6b: TaskWorkflows completed per minute: N created through the API server at once,
   the time from the first create to the last Succeeded.
 - B6c: a 100-step chain TaskWorkflow against a one-task TaskWorkflow, created to
@@ -15,8 +18,9 @@ interval users get, unless `poll_interval` says otherwise).
   window with no TaskWorkflows, then over the same window with N finished ones
   present (created, finished, and handled by the operator before the window opens).
 
-The `tiny` size runs in seconds (tests/k8s/test_operator_rows.py); it keeps
-the code working and proves nothing about speed.
+The sizes are bench/sizes.py's. The `tiny` size runs in seconds (`make test`: the
+harness's tiny run and tests/k8s/test_operator_rows.py); it keeps the code working and
+proves nothing about speed.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import httpx
 
+from bench.sizes import SIZES, Size
+from bench.stats import Figure, Results, Row, check, fmt, ratios
 from celery_harder.settings import Settings
 from celery_harder_dev.stack import (
     ApiServer,
@@ -56,22 +63,7 @@ SMALL = {"chain": [{"task": "add", "args": [1, 1]}, {"task": "mul", "args": [2]}
 RUN_TIMEOUT = 600.0
 POLL = 0.05
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class OperatorSize:
-    name: str
-    workflows: int  # B6: TaskWorkflows applied (and as many POST /workflows)
-    throughput: int  # B6b: TaskWorkflows created at once
-    steps: int  # B6c: steps of the chain
-    finished: int  # B6d: finished TaskWorkflows present
-    window: float  # B6d: seconds of CPU accounting per side
-
-
-SIZES = {
-    "tiny": OperatorSize("tiny", 5, 5, 5, 20, 2.0),
-    "full": OperatorSize("full", 100, 300, 100, 10_000, 30.0),
-}
+ARGO_DEFAULT, ARGO_TUNED = 270.0, 810.0  # workflows per minute, Argo Workflows' published figures
 
 
 class Kube:
@@ -384,47 +376,148 @@ def versions(kube: Kube, ns: str) -> dict[str, str]:
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in kube.items(ns)}
 
 
-def b6d(
-    rig: OperatorRig, n: int, window: float, ttl: int | None = None, settle: float = 5.0
-) -> dict[str, float]:
-    """Operator CPU over `window` with N finished TaskWorkflows against with none.
+def b6d_samples(
+    rig: OperatorRig,
+    n: int,
+    window: float,
+    reps: int = 1,
+    ttl: int | None = None,
+    settle: float = 5.0,
+) -> tuple[list[float], list[float], int]:
+    """Operator CPU over `reps` windows with no TaskWorkflow, then `reps` with N finished.
 
-    Also counts the resources written during the loaded window (`written`): a finished
-    resource must see no handler run, so that is 0. With `ttl` every resource also
-    has a ttlSecondsAfterFinished still to wait out (a day, say).
+    Returns the idle windows' CPU seconds, the loaded windows' and the number of
+    resources written during the loaded windows (a finished resource must see no
+    handler run, so that is 0). The cluster must hold no TaskWorkflow when it starts;
+    it leaves the N behind. With `ttl` every resource also has a
+    ttlSecondsAfterFinished still to wait out (a day, say).
     """
     pid = rig.operator_pid()
     ns = rig.kube.namespace("b6d")
-    # The cluster holds no TaskWorkflow that is still running (earlier rows have ended).
-    idle = cpu_over(pid, window)
+    # kopf's per-resource workers exit settings.queueing.idle_timeout (5 s) after their
+    # last event: let those of earlier rows go before a window opens.
+    cpu_over(pid, settle)
+    idle = [cpu_over(pid, window) for _ in range(reps)]
     create_finished(rig.kube, ns, n, ttl=ttl)
     wait_all(handled_by_operator(rig.kube, ns), n, "B6d: the operator to see every resource")
     quiet(rig.kube, ns, seconds=min(settle, window))
-    # kopf's per-resource workers exit settings.queueing.idle_timeout (5 s) after their
-    # last event: let them go before the window opens.
     cpu_over(pid, settle)
-    before = versions(rig.kube, ns)
-    loaded = cpu_over(pid, window)
-    after = versions(rig.kube, ns)
-    # One clock tick is the resolution: never divide by zero on a very idle baseline.
-    tick = 1 / CLOCK_TICKS
+    loaded: list[float] = []
+    written = 0
+    for _ in range(reps):
+        before = versions(rig.kube, ns)
+        loaded.append(cpu_over(pid, window))
+        after = versions(rig.kube, ns)
+        written += sum(before[k] != after.get(k) for k in before)
+    return idle, loaded, written
+
+
+def at_least_a_tick(values: Sequence[float]) -> list[float]:
+    """One clock tick is the resolution: never divide by zero on a very idle baseline."""
+    return [max(v, 1 / CLOCK_TICKS) for v in values]
+
+
+def b6d(
+    rig: OperatorRig, n: int, window: float, ttl: int | None = None, settle: float = 5.0
+) -> dict[str, float]:
+    """Operator CPU over `window` with N finished TaskWorkflows against with none, once."""
+    idle, loaded, written = b6d_samples(rig, n, window, 1, ttl, settle)
     return {
-        "idle_cpu_s": idle,
-        "loaded_cpu_s": loaded,
-        "ratio": max(loaded, tick) / max(idle, tick),
-        "written": float(sum(before[k] != after.get(k) for k in before)),
+        "idle_cpu_s": idle[0],
+        "loaded_cpu_s": loaded[0],
+        "ratio": at_least_a_tick(loaded)[0] / at_least_a_tick(idle)[0],
+        "written": float(written),
     }
 
 
-def run(server: RedisServer, workdir: Path, size: OperatorSize) -> dict[str, dict[str, float]]:
-    """Every row once, on one rig; B6d last (it leaves N resources behind)."""
-    with operator_rig(server, workdir / "operator-rows") as rig:
-        return {
-            "B6": b6(rig, size.workflows),
-            "B6b": b6b(rig, size.throughput),
-            "B6c": b6c(rig, size.steps),
-            "B6d": b6d(rig, size.finished, size.window),
-        }
+def delete_all(kube: Kube, timeout: float = RUN_TIMEOUT) -> None:
+    """Delete every TaskWorkflow (the operator releases their finalizers) and wait."""
+    listed = kube.http.get(f"{GROUP_PATH}/taskworkflows")
+    listed.raise_for_status()
+    for ns in {i["metadata"]["namespace"] for i in listed.json()["items"]}:
+        kube.http.delete(kube.tw_path(ns)).raise_for_status()
+
+    deadline = time.monotonic() + timeout
+    while (left := len(kube.http.get(f"{GROUP_PATH}/taskworkflows").json()["items"])) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{left} TaskWorkflows still there after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------- the harness's group
+
+
+def run(server: RedisServer, workdir: Path, size: Size) -> Results:
+    """The harness's operator group: B6, B6b and B6c `size.reps` times, then B6d, on one rig.
+
+    B6d comes last, once the earlier rows' resources are deleted: it needs a cluster with
+    no TaskWorkflow for its baseline, and leaves its N finished ones behind.
+    """
+    n, steps, many = size.workflows, size.chain_steps, size.throughput
+    found: dict[str, list[dict[str, float]]] = {"B6": [], "B6b": [], "B6c": []}
+    with operator_rig(server, workdir / "b6", concurrency=size.concurrency) as rig:
+        b6(rig, 2)  # warm-up: the first connections, imports and watch events
+        for _ in range(size.reps):
+            found["B6"].append(b6(rig, n))
+            found["B6b"].append(b6b(rig, many))
+            found["B6c"].append(b6c(rig, steps))
+        delete_all(rig.kube)
+        idle, loaded, written = b6d_samples(rig, size.finished, size.window, size.reps)
+    op = [r["operator_s"] for r in found["B6"]]
+    api = [r["api_s"] for r in found["B6"]]
+    per_min = [r["per_minute"] for r in found["B6b"]]
+    argo = [ARGO_DEFAULT] * len(per_min)
+    per_step = [r["ms_per_step"] for r in found["B6c"]]
+    one_ms = [1000 * r["one_s"] for r in found["B6c"]]
+    api_per_step = [r["api_ms_per_step"] for r in found["B6c"]]
+    cpu = ratios(at_least_a_tick(loaded), at_least_a_tick(idle))
+    results = Results()
+    results.rows += [
+        Row("B6", f"{n} two-step TaskWorkflows created one after the other → all Succeeded "
+            "(operator)", "s", Figure.of(op),
+            f"the same {n} sent one after the other to POST /workflows", ratios(op, api),
+            Figure.of(api)),
+        Row("B6b", "TaskWorkflows completed per minute through the API server", "wf/min",
+            Figure.of(per_min), "Argo Workflows' published 270 wf/min (default; 810 tuned)",
+            ratios(per_min, argo), Figure.of(argo)),
+        Row("B6c", f"per-step overhead of a {steps}-step chain TaskWorkflow", "ms/step",
+            Figure.of(per_step), "a one-task TaskWorkflow, created → Succeeded",
+            ratios(per_step, one_ms), Figure.of(one_ms), "ms"),
+        Row("B6c", f"Celery's own per-step cost, the same {steps}-step chain via "
+            "POST /workflows", "ms/step", Figure.of(api_per_step),
+            "— (the floor under the row above)", None),
+        Row("B6d", f"operator CPU over {size.window:g} s with {size.finished:,} finished "
+            "TaskWorkflows present", "s", Figure.of(loaded),
+            "the same window with no TaskWorkflow", cpu, Figure.of(idle)),
+    ]  # fmt: skip
+    results.targets += [
+        check("B6", f"{n} TaskWorkflows ≤ 2× the same via POST /workflows",
+              ratios(op, api), "×", lambda x: x <= 2),
+        check("B6b", "≥ 1,000 TaskWorkflows per minute", Figure.of(per_min), " wf/min",
+              lambda x: x >= 1000, note=f"Argo {ARGO_DEFAULT:.0f} default, {ARGO_TUNED:.0f} tuned"),
+        check("B6c", f"per-step overhead of a {steps}-step chain ≤ 10 ms/step",
+              Figure.of(per_step), " ms/step", lambda x: x <= 10),
+        check("B6d", f"operator CPU with {size.finished:,} finished TaskWorkflows ≤ 1.2× with none",
+              cpu, "×", lambda x: x <= 1.2,
+              note=f"{written} resources written during the loaded windows"),
+    ]  # fmt: skip
+    results.notes.append(
+        "B6: bench/operator_rows.py; the operator as users run it (`kopf run`, the default "
+        f"{default_poll_interval():g} s status poll), one prefork worker (concurrency "
+        f"{size.concurrency}), each repetition's TaskWorkflows in a namespace of their own. "
+        f"B6 creates its {n} with sequential POSTs to the API server and sends the baseline's "
+        f"{n} as sequential POST /workflows: like for like (`python -m bench.operator_rows "
+        "--only B6-kubectl` gives one `kubectl apply` instead, which adds kubectl's start). "
+        f"B6b: {many} created at once (8 threads). B6c: (chain of {steps} − one task) ÷ "
+        f"{steps - 1}, each created alone. B6d: {size.reps} windows of {size.window:g} s "
+        "with no TaskWorkflow (the earlier rows' deleted), then "
+        f"{size.reps} with {size.finished:,} finished ones (created with a Succeeded "
+        "status, seen by the operator, left to settle), paired in order; CPU is utime + "
+        f"stime of the kopf process at 1/{CLOCK_TICKS} s resolution (the ratio counts a window as "
+        f"at least one tick); median idle {fmt(median(idle))} s. Argo's figures are published "
+        "ones, not measured here."
+    )
+    return results
 
 
 def main() -> None:
@@ -456,7 +549,7 @@ def main() -> None:
             "B6": lambda: b6(rig, size.workflows),
             "B6-kubectl": lambda: b6(rig, size.workflows, kubectl=True),
             "B6b": lambda: b6b(rig, size.throughput),
-            "B6c": lambda: b6c(rig, size.steps),
+            "B6c": lambda: b6c(rig, size.chain_steps),
             "B6d": lambda: b6d(rig, args.finished or size.finished, size.window, args.ttl),
         }
         for row, measure in steps.items():

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import drain, http_load, latency, operator_bench, redis_limits, workflows
+from bench import drain, http_load, latency, operator_rows, redis_limits, workflows
 from bench.machine import load_average, machine_info
 from bench.report import LATEST, merge, render, update_readme
 from bench.sizes import SIZES, Size
@@ -16,11 +16,6 @@ from bench.stats import NOT_MEASURED, Results, Target
 from celery_harder_dev.stack import RedisServer, running_redis
 
 Group = Callable[[RedisServer, Path, Size], Results]
-
-NOT_MEASURED_ROWS = [
-    Target("B6d", "operator CPU with 10,000 finished TaskWorkflows ≤ 1.2× with none",
-           "—", NOT_MEASURED, "not built yet: 10,000 resources in the T2 API server"),
-]  # fmt: skip
 
 
 def b0(server: RedisServer, workdir: Path, size: Size) -> Results:
@@ -33,7 +28,7 @@ GROUPS: dict[str, Group] = {
     "B2": drain.run,  # and B7's worker side
     "B3": latency.run,
     "B4+B5": workflows.run,
-    "B6": operator_bench.run,
+    "B6": operator_rows.run,  # B6, B6b, B6c and B6d
 }
 
 
@@ -114,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
             results.rows += groups[name].rows
             results.targets += groups[name].targets
             results.notes += groups[name].notes
-    if not args.merge:
-        results.targets += NOT_MEASURED_ROWS
     args.out.parent.mkdir(parents=True, exist_ok=True)
     text = render(results, summary, machine, settings)
     if args.merge:

@@ -19,12 +19,35 @@ class Size:
     chords: tuple[int, ...]
     leaves: int  # B5: leaves of the workflow whose status is read
     status_reads: int  # B5: reads per repetition
-    workflows: int  # B6: TaskWorkflows applied at once
+    workflows: int  # B6: TaskWorkflows created one after the other (and as many POST /workflows)
     chain_steps: int  # B6c: steps of the long chain
+    throughput: int  # B6b: TaskWorkflows created at once
+    finished: int  # B6d: finished TaskWorkflows present
+    window: float  # B6d: seconds of operator CPU accounting per side
 
 
 SIZES = {
-    "tiny": Size("tiny", 5, 2_000, 200, 200, (32, 128), 10, 100, 2, 3, 10, (10, 50), 100, 5, 5, 10),
+    "tiny": Size(
+        "tiny",
+        5,
+        2_000,
+        200,
+        200,
+        (32, 128),
+        10,
+        100,
+        2,
+        3,
+        10,
+        (10, 50),
+        100,
+        5,
+        5,
+        10,
+        5,
+        20,
+        2.0,
+    ),
     "full": Size(
         "full",
         5,
@@ -42,5 +65,8 @@ SIZES = {
         20,
         100,
         100,
+        300,
+        10_000,
+        30.0,
     ),
 }

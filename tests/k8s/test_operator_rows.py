@@ -1,8 +1,11 @@
-"""T2: bench/operator_rows.py's B6, B6b, B6c and B6d run, at a tiny size by default.
+"""T2: bench/operator_rows.py's B6, B6b, B6c and B6d run, at bench/sizes.py's tiny size.
 
-They keep the benchmark code working and check what holds at any size: every
-workflow ends Succeeded, and no finished resource is written during B6d's window.
-They time nothing. CELERY_HARDER_BENCH_OPERATOR_SIZE=full runs the real sizes.
+The harness's tiny run (tests/bench/test_bench_runs.py) runs the same functions on a rig
+of its own and checks only that every row and mark is there. These run each row once on
+the tests' shared fixtures (the tests' 0.5 s operator poll), add the `kubectl apply`
+variant of B6, and check what holds at any size: every workflow ends Succeeded, and no
+finished resource is written during B6d's window. They time nothing.
+CELERY_HARDER_BENCH_OPERATOR_SIZE=full runs the real sizes.
 """
 
 import math
@@ -12,10 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from bench import operator_rows as rows
+from bench.sizes import SIZES
 from tests.support.operator_process import running_operator
 from tests.support.stack import ApiServer, StackEnv, Worker
 
-SIZE = rows.SIZES[os.environ.get("CELERY_HARDER_BENCH_OPERATOR_SIZE", "tiny")]
+SIZE = SIZES[os.environ.get("CELERY_HARDER_BENCH_OPERATOR_SIZE", "tiny")]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +49,7 @@ def test_b6b_completed_per_minute(rig: rows.OperatorRig) -> None:
 
 
 def test_b6c_chain_against_one_task(rig: rows.OperatorRig) -> None:
-    found = rows.b6c(rig, SIZE.steps)
+    found = rows.b6c(rig, SIZE.chain_steps)
     assert positive(found["one_s"], found["chain_s"]), found
     assert math.isfinite(found["ms_per_step"]) and math.isfinite(found["api_ms_per_step"])
 
