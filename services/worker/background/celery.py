@@ -8,6 +8,7 @@ kombu_client.install()
 celery_app = create_celery_app(
     "celery_harder_worker",
     include=["background.task.test_tasks", "background.task.document_tasks"],
+    worker=True,
 )
 celery_app.steps["consumer"].add(HeartbeatStep)
 # Execute catalog tasks only; Celery's built-in tasks are refused like unknown names.
