@@ -5,6 +5,8 @@ and stores no STARTED state: its tasks still run once each and store their resul
 the catalog and the redelivery checks still apply, and nothing reads STARTED.
 """
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +78,29 @@ def test_a_fast_worker_still_fails_a_failing_task(fast: tuple[Worker, TaskClient
     _, client = fast
     status = final(client, client.submit("fail", ["on purpose"]))
     assert status.state == "FAILURE", status
+
+
+def test_the_default_worker_still_shows_started_as_celery_stores_it(
+    worker: Worker, stack: StackEnv
+) -> None:
+    """The contrast: a default worker stores STARTED (now from CatalogTask's start script,
+    in Celery's meta format, published on the result key as Celery's backend does)."""
+    client = create_task_client(Settings(broker_url=stack.broker_url))
+    outgoing = client.prepare("sleep", [0.5], None)
+    assert outgoing is not None
+    pubsub = client.results.pubsub()
+    pubsub.subscribe(client.meta_key(outgoing.task_id))
+    client.send(outgoing)
+    states: list[dict] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (states and states[-1]["status"] == "SUCCESS"):
+        message = pubsub.get_message(timeout=1)
+        if message and message["type"] == "message":
+            states.append(json.loads(message["data"]))
+    pubsub.close()
+    assert [m["status"] for m in states][:1] == ["STARTED"], states
+    started = states[0]
+    assert started["task_id"] == outgoing.task_id
+    assert set(started["result"]) == {"pid", "hostname"}, started
+    assert started["result"]["hostname"].startswith(f"{worker.name}@"), started
+    assert states[-1]["status"] == "SUCCESS", states
