@@ -45,7 +45,13 @@ from celery_harder.settings import Settings
 from celery_harder.task_client import create_task_client
 from celery_harder_dev.stack import RedisServer, StackEnv, running_worker
 
-CH_DB, RAW_DB, DRAMATIQ_DB, TASKIQ_DB = 10, 11, 12, 13
+CH_DB, RAW_DB, DRAMATIQ_DB, TASKIQ_DB, CH_FAST_DB = 10, 11, 12, 13, 14
+# The fast profile's worker (docs/reliability.md): a row of its own, never the default's.
+FAST_ENV = {"CELERY_HARDER_WORKER_PROFILE": "fast"}
+FAST_LABEL = (
+    "celery-harder FAST PROFILE (workers[].profile: fast; acks early, prefetch 16, "
+    "no STARTED; not the default), results stored"
+)
 TOOLS_SCRIPT = ROOT / "scripts" / "install-bench-tools.sh"
 DRAIN_TIMEOUT = 1800.0
 POLL = 0.01
@@ -127,11 +133,17 @@ def push(client: redis.Redis, queue: str, messages: list[str]) -> None:
 
 
 def celery_harder_system(
-    stack: StackEnv, server: RedisServer, pid: int, ignore_result: bool, alive: Callable[[], None]
+    stack: StackEnv,
+    server: RedisServer,
+    pid: int,
+    ignore_result: bool,
+    alive: Callable[[], None],
+    db: int = CH_DB,
+    label: str | None = None,
 ) -> System:
     settings = Settings(broker_url=stack.broker_url)
     client = create_task_client(settings)
-    rc = server.client(CH_DB)
+    rc = server.client(db)
 
     def load(count: int) -> Callable[[], bool]:
         ids, messages = celery_messages(client.app, "add", "celery", count, ignore_result, rc)
@@ -148,7 +160,7 @@ def celery_harder_system(
 
         return done
 
-    label = "celery-harder, results " + (
+    label = label or "celery-harder, results " + (
         "not stored (ignore_result)" if ignore_result else "stored"
     )
     return System(label, pid, load, alive)
@@ -212,10 +224,16 @@ def systems(server: RedisServer, workdir: Path, size: Size, python: str) -> Iter
     c = size.concurrency
     with ExitStack() as stack_:
         worker = stack_.enter_context(running_worker(stack, "b2", concurrency=c))
+        fast_stack = StackEnv(broker_url=server.url(CH_FAST_DB), workdir=workdir, extra=FAST_ENV)
+        fast = stack_.enter_context(running_worker(fast_stack, "b2-fast", concurrency=c))
 
         def worker_alive() -> None:
             if worker.process.poll() is not None:
                 raise RuntimeError(f"worker exited: {worker.log.read_text()[-2000:]}")
+
+        def fast_alive() -> None:
+            if fast.process.poll() is not None:
+                raise RuntimeError(f"fast worker exited: {fast.log.read_text()[-2000:]}")
 
         raw = stack_.enter_context(running_program(
             raw_celery_worker(server.url(RAW_DB), c), "raw-celery-b2", workdir,
@@ -242,6 +260,8 @@ def systems(server: RedisServer, workdir: Path, size: Size, python: str) -> Iter
             peer_system("taskiq ListQueueBroker (workers × 1 async task)", server, TASKIQ_DB,
                         python, "bench.peers.taskiq_app", TASKIQ_QUEUE, tq.process.pid,
                         tq.check),
+            celery_harder_system(fast_stack, server, fast.process.pid, False, fast_alive,
+                                 CH_FAST_DB, FAST_LABEL),
         ]  # fmt: skip
         for system in found:  # a warm-up drain: each is consuming before the clock runs
             system.drain(WARMUP)
@@ -260,10 +280,10 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
                 times[system.name].append(system.drain(n))
         rss_after = {k: [tree_rss_mib(p) for _ in range(size.reps)] for k, p in pids.items()}
     rate = {name: [n / t for t in samples] for name, samples in times.items()}
-    ch_stored, ch_none, raw_stored, raw_none, dram, tq = (s.name for s in found)
+    ch_stored, ch_none, raw_stored, raw_none, dram, tq, ch_fast = (s.name for s in found)
     pairs = [
         (ch_stored, raw_stored), (ch_none, raw_none), (raw_stored, dram), (raw_none, dram),
-        (dram, None), (tq, dram),
+        (dram, None), (tq, dram), (ch_fast, raw_stored), (ch_fast, dram),
     ]  # fmt: skip
     for name, base in pairs:
         results.rows.append(
@@ -313,7 +333,10 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
         f"B2: total concurrency {size.concurrency} everywhere; {WARMUP} tasks of warm-up per "
         f"system; peers {peer_versions(python)} from their own venv. celery-harder's task is "
         "`add(1, 1)` (its worker runs catalog tasks only, and acknowledges late); the others "
-        "run empty functions. B7 RSS: /proc VmRSS of the worker's main process and its pool "
-        "children, sampled from the running processes."
+        "run empty functions. The FAST PROFILE rows are a worker started with "
+        "CELERY_HARDER_WORKER_PROFILE=fast (acks early, prefetch multiplier 16, no STARTED "
+        "state: it can lose a task whose worker dies, see docs/reliability.md); they are not "
+        "the default and no target is checked on them. B7 RSS: /proc VmRSS of the worker's "
+        "main process and its pool children, sampled from the running processes."
     )
     return results

@@ -5,7 +5,7 @@ import pytest
 from celery_harder.settings import Settings
 
 from .chartlib import HELMS, render_case, render_fails, render_sets
-from .policylib import _config, _pools
+from .policylib import _config, _pools, pod_spec
 
 HELM_LIST = sorted(HELMS)
 
@@ -72,3 +72,38 @@ def test_a_pools_target_defaults_to_its_concurrency(helm, extra, target):
     render = render_sets(helm, sets)
     so = render.get("ScaledObject", "celery-harder-worker-cpu")
     assert so["spec"]["advanced"]["scalingModifiers"]["target"] == target
+
+
+def _worker_env(render, name):
+    (container,) = pod_spec(render.get("Deployment", name))["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_a_pool_can_take_the_fast_profile(helm):
+    """`workers[].profile: fast` reaches that pool's workers alone, as the env the worker's
+    settings read; the default pool keeps the default profile."""
+    sets = (
+        "workers[0].name=quick",
+        "workers[0].queues[0]=quick",
+        "workers[0].profile=fast",
+        "workers[0].fastPrefetchMultiplier=32",
+    )
+    render = render_sets(helm, sets)
+    fast = _worker_env(render, "celery-harder-worker-quick")
+    default = _worker_env(render, "celery-harder-worker")
+    assert fast["CELERY_HARDER_WORKER_PROFILE"] == "fast"
+    assert default["CELERY_HARDER_WORKER_PROFILE"] == "default"
+    settings = Settings(
+        worker_profile=fast["CELERY_HARDER_WORKER_PROFILE"],
+        fast_prefetch_multiplier=fast["CELERY_HARDER_FAST_PREFETCH_MULTIPLIER"],
+    )
+    assert (settings.worker_profile, settings.fast_prefetch_multiplier) == ("fast", 32)
+    assert default["CELERY_HARDER_FAST_PREFETCH_MULTIPLIER"] == "16"
+
+
+@pytest.mark.parametrize("helm", HELM_LIST)
+def test_an_unknown_profile_is_refused(helm):
+    err = render_fails(helm, "workers[0].name=quick", "workers[0].queues={quick}",
+                       "workers[0].profile=turbo")  # fmt: skip
+    assert "profile" in err, err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from celery_harder import defaults
-from celery_harder.celery_config import celery_config, create_celery_app
+from celery_harder.celery_config import celery_config, create_celery_app, worker_config
 from celery_harder.settings import Settings
 
 
@@ -47,6 +47,27 @@ def test_configuration_choices() -> None:
     assert conf["worker_soft_shutdown_timeout"] == 7
     assert conf["task_track_started"] and conf["worker_send_task_events"]
     assert conf["task_send_sent_event"] and conf["broker_connection_retry_on_startup"]
+
+
+def test_the_default_profile_is_celery_config_and_fast_changes_delivery_only() -> None:
+    """A worker takes the fast profile only when told; it changes delivery, nothing else."""
+    default = Settings()
+    assert default.worker_profile == "default"
+    assert worker_config(default) == celery_config(default)
+    fast = Settings(worker_profile="fast", fast_prefetch_multiplier=8)
+    changed = {k: v for k, v in worker_config(fast).items() if celery_config(fast).get(k) != v}
+    assert changed == {
+        "task_acks_late": False,
+        "task_reject_on_worker_lost": False,
+        "worker_prefetch_multiplier": 8,
+        "worker_disable_prefetch": False,
+        "task_track_started": False,
+    }
+    # Clients (the API, the operator) never take a worker profile.
+    client = create_celery_app("client", fast, send_only=True)
+    assert client.conf.task_track_started and client.conf.task_acks_late
+    with pytest.raises(ValueError):
+        Settings(worker_profile="turbo")
 
 
 def test_app_refuses_pickle() -> None:

@@ -405,7 +405,7 @@ except `keda.targetPerReplica`, which falls back to the pool's own concurrency.
 {{- define "celery-harder.workerPools" -}}
 {{- $w := .Values.worker }}
 {{- $k := .Values.keda }}
-{{- $fields := list "concurrency" "replicaCount" "resources" "extraArgs" "terminationGracePeriodSeconds" "nodeSelector" "tolerations" "affinity" "podAnnotations" }}
+{{- $fields := list "concurrency" "profile" "fastPrefetchMultiplier" "replicaCount" "resources" "extraArgs" "terminationGracePeriodSeconds" "nodeSelector" "tolerations" "affinity" "podAnnotations" }}
 {{- $kedaFields := list "enabled" "minReplicaCount" "maxReplicaCount" "pollingInterval" "cooldownPeriod" "countInFlight" "activationListLength" "hpaBehavior" }}
 {{- $default := dict "name" "default" "component" "worker" "queues" (list .Values.celery.queue) "keda" (deepCopy $k) "what" "worker" }}
 {{- range $fields }}{{ $_ := set $default . (get $w .) }}{{ end }}

@@ -89,16 +89,48 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def fast_profile(settings: Settings) -> dict[str, Any]:
+    """What a `fast` worker (CELERY_HARDER_WORKER_PROFILE=fast) changes, for short idempotent
+    tasks: Celery's throughput defaults instead of the delivery guarantees above.
+
+    docs/reliability.md, "The fast profile", states what it gives up: a task running when
+    its worker dies is lost (acknowledged before it ran), one whose pool process dies is
+    FAILURE instead of rerun, and nothing shows STARTED. Events, JSON only, the catalog
+    check, the revoke and redelivery checks and the soft shutdown stay as they are.
+    """
+    return {
+        # Acknowledge when a pool process accepts the task, before it runs.
+        "task_acks_late": False,
+        "task_reject_on_worker_lost": False,
+        # Each pool process reserves this many messages ahead (kept in the pool's unacked
+        # hash, where KEDA's in-flight count still sees them).
+        "worker_prefetch_multiplier": settings.fast_prefetch_multiplier,
+        "worker_disable_prefetch": False,
+        # One write per task (the result), not two.
+        "task_track_started": False,
+    }
+
+
+def worker_config(settings: Settings) -> dict[str, Any]:
+    """The worker's Celery settings: celery_config, and its profile's changes."""
+    conf = celery_config(settings)
+    if settings.worker_profile == "fast":
+        conf.update(fast_profile(settings))
+    return conf
+
+
 def create_celery_app(
     main: str,
     settings: Settings | None = None,
     include: list[str] | None = None,
     *,
     send_only: bool = False,
+    worker: bool = False,
 ) -> Celery:
     """A Celery app configured from settings; the worker adds `include`.
 
-    `send_only` apps (the API, the operator) never wait on results through Celery.
+    `send_only` apps (the API, the operator) never wait on results through Celery;
+    the `worker` app takes its profile's settings (worker_config).
     """
     settings = settings or get_settings()
     backend = settings.result_backend_url
@@ -108,7 +140,7 @@ def create_celery_app(
         backend=client_backend_url(backend) if send_only else backend,
         include=include or [],
     )
-    app.conf.update(celery_config(settings))
+    app.conf.update(worker_config(settings) if worker else celery_config(settings))
     if send_only:
         # Clients answer 503 within redis_timeout; they must never wait out an outage.
         app.conf.result_backend_always_retry = False

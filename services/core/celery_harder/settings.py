@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -63,6 +63,19 @@ class Settings(BaseSettings):
     )
     max_deliveries: int = Field(
         5, ge=1, description="Times one task id may start before it is failed instead of rerun."
+    )
+    worker_profile: Literal["default", "fast"] = Field(
+        "default",
+        description="Worker delivery profile: `default` (late acks, no prefetch, STARTED "
+        "shown) or `fast` (early acks, prefetch, no STARTED) for short idempotent tasks; "
+        "docs/reliability.md says what `fast` gives up.",
+    )
+    fast_prefetch_multiplier: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Messages each pool process of a `fast` worker reserves ahead (Celery's "
+        "worker_prefetch_multiplier); ignored by the default profile.",
     )
     heartbeat_file: Path = Field(
         Path(defaults.HEARTBEAT_FILE),

@@ -1,11 +1,14 @@
 """The worker's Celery app, as in the seed: `celery -A background.celery.celery_app worker`."""
 
+from background import kombu_client
 from background.heartbeat import HeartbeatStep
 from celery_harder.celery_config import create_celery_app
 
+kombu_client.install()
 celery_app = create_celery_app(
     "celery_harder_worker",
     include=["background.task.test_tasks", "background.task.document_tasks"],
+    worker=True,
 )
 celery_app.steps["consumer"].add(HeartbeatStep)
 # Execute catalog tasks only; Celery's built-in tasks are refused like unknown names.

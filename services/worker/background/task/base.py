@@ -1,9 +1,11 @@
 """The base class of every catalog task: bounded redelivery, start time, durable cancel."""
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Task
+from celery import Task, states
+from celery.app.task import get_actual_ignore_result
 from celery.exceptions import Ignore
 from celery.utils.log import get_task_logger
 
@@ -13,7 +15,9 @@ from celery_harder.settings import get_settings
 logger = get_task_logger(__name__)
 
 # One round trip before every task body. A cancelled task must leave no trace of
-# having started, so the check and the bookkeeping run together, atomically.
+# having started, so the check and the bookkeeping run together, atomically; the
+# STARTED state (Celery's task_track_started) is written here too, in the same round
+# trip, instead of by Celery's tracer with a GET and a SET+PUBLISH of its own.
 # -1: cancelled; -2: a SUCCESS is already stored for this id (a redelivered copy).
 BEFORE_START = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
@@ -25,6 +29,10 @@ end
 local n = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[1])
+  redis.call('PUBLISH', KEYS[4], ARGV[3])
+end
 return n
 """
 
@@ -47,6 +55,24 @@ class CatalogTask(Task):
     """
 
     _before_start: Any = None
+    # Celery's tracer would store STARTED with two round trips of its own before
+    # __call__; BEFORE_START stores the same meta in its one (see started_meta).
+    track_started = False
+
+    def started_meta(self, task_id: str) -> str:
+        """The STARTED meta Celery's tracer would store, encoded as its backend encodes
+        it; empty (nothing stored) where the tracer would store none."""
+        if not self.app.conf.task_track_started or get_actual_ignore_result(self, self.request):
+            return ""
+        backend = self.backend
+        meta = backend._get_result_meta(
+            result={"pid": os.getpid(), "hostname": self.request.hostname},
+            state=states.STARTED,
+            traceback=None,
+            request=self.request,
+        )
+        meta["task_id"] = task_id
+        return str(backend.encode(meta))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id = self.request.id
@@ -61,7 +87,11 @@ class CatalogTask(Task):
                     keys.STARTED + task_id,
                     self.backend.get_key_for_task(task_id),
                 ],
-                args=[settings.result_expires, datetime.now(UTC).isoformat()],
+                args=[
+                    settings.result_expires,
+                    datetime.now(UTC).isoformat(),
+                    self.started_meta(task_id),
+                ],
                 client=self.backend.client,
             )
             if count == -1:
