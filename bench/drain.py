@@ -39,7 +39,7 @@ from bench.procs import (
     wait_for,
 )
 from bench.sizes import Size
-from bench.stats import Figure, Results, Row, check, ratios
+from bench.stats import Figure, Results, Row, add_rss_rows, check, ratios
 from celery_harder import keys
 from celery_harder.settings import Settings
 from celery_harder.task_client import create_task_client
@@ -307,28 +307,15 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
                 lambda x: x >= 1.0,
             )
         )
-    for when, rss in (("idle", rss_idle), ("after B2", rss_after)):
-        ratio = ratios(rss["celery-harder"], rss["raw Celery"])
-        results.rows.append(
-            Row(
-                "B7",
-                f"worker RSS (main + {size.concurrency} pool processes), {when}",
-                "MiB",
-                Figure.of(rss["celery-harder"]),
-                f"plain Celery worker, {when}",
-                ratio,
-                Figure.of(rss["raw Celery"]),
-            )
-        )
-        results.targets.append(
-            check(
-                "B7",
-                f"worker RSS {when} ≤ 1.3× plain Celery worker",
-                ratio,
-                "×",
-                lambda x: x <= 1.3,
-            )
-        )
+    add_rss_rows(
+        results,
+        (f"worker RSS (main + {size.concurrency} pool processes)", "worker RSS"),
+        ("plain Celery worker", "plain Celery worker"),
+        [
+            (when, rss["celery-harder"], rss["raw Celery"])
+            for when, rss in (("idle", rss_idle), ("after B2", rss_after))
+        ],
+    )
     results.notes.append(
         f"B2: total concurrency {size.concurrency} everywhere; {WARMUP} tasks of warm-up per "
         f"system; peers {peer_versions(python)} from their own venv. celery-harder's task is "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.procs import serving, tree_rss_mib
 from bench.sizes import Size
-from bench.stats import Figure, Results, Row, check, ratios
+from bench.stats import Figure, Results, Row, add_rss_rows, check, ratios
 from celery_harder_dev.stack import IDLE_DB, RedisServer, StackEnv, running_api
 
 BODY = '{"x": 1, "y": 2}'
@@ -154,22 +154,15 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
                 lambda x: x >= 0.6,
             )
         )
-    for when, rss in (("idle", rss_idle), ("after B1", rss_after)):
-        ratio = ratios(rss["api"], rss["hello"])
-        results.rows.append(
-            Row(
-                "B7",
-                f"API RSS, {when}",
-                "MiB",
-                Figure.of(rss["api"]),
-                f"plain uvicorn hello-world, {when}",
-                ratio,
-                Figure.of(rss["hello"]),
-            )
-        )
-        results.targets.append(
-            check("B7", f"API RSS {when} ≤ 1.3× hello-world", ratio, "×", lambda x: x <= 1.3)
-        )
+    add_rss_rows(
+        results,
+        ("API RSS", "API RSS"),
+        ("plain uvicorn hello-world", "hello-world"),
+        [
+            (when, rss["api"], rss["hello"])
+            for when, rss in (("idle", rss_idle), ("after B1", rss_after))
+        ],
+    )
     results.notes.append(
         f"B1: hey -n {size.http_requests} -c C -m POST, body {BODY}, after {WARMUP} warm-up "
         "requests per app; the API with auth off, sending to a Redis database no worker "

@@ -55,6 +55,7 @@ from celery_harder_dev.stack import (
 )
 from tests.support.kube import REPO_ROOT, ControlPlane
 from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.operator_process import taskworkflow as tw
 
 GROUP_PATH = "/apis/celery-harder.io/v1alpha1"
 CRDS = REPO_ROOT / "charts" / "celery-harder" / "crds"
@@ -99,15 +100,6 @@ class Kube:
 
     def close(self) -> None:
         self.http.close()
-
-
-def tw(name: str, workflow: Any, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "celery-harder.io/v1alpha1",
-        "kind": "TaskWorkflow",
-        "metadata": {"name": name},
-        "spec": {"workflow": workflow, **spec},
-    }
 
 
 def chain_of(steps: int) -> dict[str, Any]:

@@ -65,8 +65,9 @@ class Target:
     note: str = ""
 
 
-def check(group: str, target: str, figure: Figure, unit: str, ok: Callable[[float], bool],
-          note: str = "") -> Target:  # fmt: skip
+def check(
+    group: str, target: str, figure: Figure, unit: str, ok: Callable[[float], bool], note: str = ""
+) -> Target:
     """A target decided by a figure's median."""
     got = f"{fmt(figure.median)}{unit} (min {fmt(figure.low)}, max {fmt(figure.high)})"
     return Target(group, target, got, MET if ok(figure.median) else NOT_MET, note)
@@ -95,3 +96,30 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def add_rss_rows(
+    results: Results,
+    subject: tuple[str, str],
+    baseline: tuple[str, str],
+    samples: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+) -> None:
+    """B7: a row and a ≤ 1.3× target for each (when, subject MiB, baseline MiB).
+
+    `subject` and `baseline` are each (name in the row, name in the target).
+    """
+    for when, mib, base_mib in samples:
+        ratio = ratios(mib, base_mib)
+        results.rows.append(
+            Row(
+                "B7",
+                f"{subject[0]}, {when}",
+                "MiB",
+                Figure.of(mib),
+                f"{baseline[0]}, {when}",
+                ratio,
+                Figure.of(base_mib),
+            )
+        )
+        target = f"{subject[1]} {when} ≤ 1.3× {baseline[1]}"
+        results.targets.append(check("B7", target, ratio, "×", lambda x: x <= 1.3))

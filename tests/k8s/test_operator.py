@@ -15,6 +15,7 @@ from celery_harder import keys
 from celery_harder_operator.resource import workflow_id
 from tests.support.examples import EXAMPLES, EXPECTED, FINAL_PHASES
 from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.operator_process import taskworkflow as tw
 from tests.support.polling import wait_until
 from tests.support.stack import ApiServer, RedisServer, StackEnv, Worker
 
@@ -27,15 +28,6 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     with running_operator(stack, kube_api.env()) as process:
         yield process
-
-
-def tw(name: str, workflow: Any, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "celery-harder.io/v1alpha1",
-        "kind": "TaskWorkflow",
-        "metadata": {"name": name},
-        "spec": {"workflow": workflow, **spec},
-    }
 
 
 def get(kube_api, ns: str, name: str) -> dict[str, Any]:

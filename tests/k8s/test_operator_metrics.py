@@ -8,12 +8,12 @@ the last-sync time.
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from celery_harder import metric_names as mn
 from tests.support.operator_process import OperatorProcess, running_operator
+from tests.support.operator_process import taskworkflow as tw
 from tests.support.polling import wait_until
 from tests.support.prom import Samples, by_label, scrape, value
 from tests.support.stack import StackEnv, Worker
@@ -30,15 +30,6 @@ def watched(kube_api, taskworkflow_crd) -> str:
 def operator(kube_api, watched: str, stack: StackEnv, worker: Worker) -> Iterator[OperatorProcess]:
     with running_operator(stack, kube_api.env(), namespaces=(watched,)) as process:
         yield process
-
-
-def tw(name: str, workflow: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "celery-harder.io/v1alpha1",
-        "kind": "TaskWorkflow",
-        "metadata": {"name": name},
-        "spec": {"workflow": workflow},
-    }
 
 
 def phase(kube_api, ns: str, name: str) -> str | None:

@@ -16,7 +16,18 @@ from celery_harder_dev.local_processes import (
     stop_process,
     wait_until,
 )
+from celery_harder_operator.resource import GROUP, KIND, VERSION
 from tests.support.stack import BIN, READY_TIMEOUT, StackEnv
+
+
+def taskworkflow(name: str, workflow: Any, **spec: Any) -> dict[str, Any]:
+    """A TaskWorkflow manifest named `name` running `workflow`, with more spec fields."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {"workflow": workflow, **spec},
+    }
 
 
 @dataclass
