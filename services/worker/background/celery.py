@@ -2,6 +2,7 @@
 
 from background import kombu_client
 from background.heartbeat import HeartbeatStep
+from background.timer_purge import TimerPurgeStep
 from celery_harder.celery_config import create_celery_app
 
 kombu_client.install()
@@ -11,5 +12,6 @@ celery_app = create_celery_app(
     worker=True,
 )
 celery_app.steps["consumer"].add(HeartbeatStep)
+celery_app.steps["consumer"].add(TimerPurgeStep)
 # Execute catalog tasks only; Celery's built-in tasks are refused like unknown names.
 celery_app.conf.worker_consumer = "background.catalog_only:CatalogOnlyConsumer"
