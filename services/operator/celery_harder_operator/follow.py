@@ -20,6 +20,7 @@ read find the state in Redis, as they always did.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import kopf
 import redis
 import redis.asyncio as aioredis
+from celery import states
 
 from celery_harder.settings import get_settings
 from celery_harder.workflow.status import FINAL_PHASES
@@ -40,6 +42,15 @@ RECONNECT_DELAY = 1.0
 ERRORS = (redis.RedisError, OSError)
 
 
+def is_final_state(data: Any) -> bool:
+    """Whether a published result meta is a leaf's last word (SUCCESS, FAILURE, REVOKED)."""
+    try:
+        meta = json.loads(data)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("status") in states.READY_STATES
+
+
 class Follower:
     """One Pub/Sub connection; a wake-up event per followed workflow."""
 
@@ -50,6 +61,8 @@ class Follower:
         self._reader: asyncio.Task[None] | None = None
         self._owner: dict[bytes, str] = {}  # channel -> workflow id
         self._channels: dict[str, set[bytes]] = {}  # workflow id -> its channels
+        self._pending: dict[str, set[bytes]] = {}  # ... those not yet heard final
+        self._settled: set[str] = set()  # every followed leaf has been heard final
         self._events: dict[str, asyncio.Event] = {}
         self.connected = False
         self._warned = False
@@ -86,8 +99,12 @@ class Follower:
     async def follow(self, wid: str, channels: Iterable[bytes]) -> bool:
         """Subscribe to the workflow's channels not yet subscribed; whether any were new."""
         self.event(wid)
+        unfinished = set(channels)
+        # The read just made is the truth on which leaves are still to be heard.
+        self._pending[wid] = set(unfinished)
+        self._settled.discard(wid)
         mine = self._channels.setdefault(wid, set())
-        new = [c for c in channels if c not in mine]
+        new = [c for c in unfinished if c not in mine]
         if not new:
             return False
         mine.update(new)
@@ -104,6 +121,8 @@ class Follower:
     async def forget(self, wid: str) -> None:
         """Stop following a workflow (finished, deleted, or no longer timed)."""
         self._events.pop(wid, None)
+        self._pending.pop(wid, None)
+        self._settled.discard(wid)
         channels = self._channels.pop(wid, set())
         for channel in channels:
             self._owner.pop(channel, None)
@@ -112,6 +131,24 @@ class Follower:
                 await self._pubsub.unsubscribe(*channels)
             except ERRORS as exc:
                 logger.warning("follower: unsubscribe failed (%s)", exc)
+
+    def heard(self, channel: bytes, data: Any) -> str | None:
+        """Record one published message; the workflow to wake, if it is one of ours."""
+        wid = self._owner.get(channel)
+        if wid is not None and is_final_state(data):
+            pending = self._pending.get(wid)
+            if pending is not None:
+                pending.discard(channel)
+                if not pending:
+                    self._settled.add(wid)
+        return wid
+
+    def take_settled(self, wid: str) -> bool:
+        """Whether every leaf followed since the last read has finished (then read at once)."""
+        if wid in self._settled:
+            self._settled.discard(wid)
+            return True
+        return False
 
     async def wait(self, wid: str, timeout: float, stopped: Awaitable[Any]) -> None:
         """Until a leaf of `wid` speaks, `stopped` is set, or `timeout` passes; then re-arm."""
@@ -126,6 +163,8 @@ class Follower:
             finally:
                 woken.cancel()
                 stopping.cancel()
+        elif asyncio.iscoroutine(stopped):
+            stopped.close()  # not awaited: close it rather than leave it to warn
         event.clear()
 
     async def _connect(self) -> None:
@@ -165,7 +204,7 @@ class Follower:
                 await asyncio.sleep(RECONNECT_DELAY)
                 continue
             if message and message.get("type") == "message":
-                wid = self._owner.get(message["channel"])
+                wid = self.heard(message["channel"], message.get("data"))
                 if wid is not None:
                     self.event(wid).set()
 
@@ -227,7 +266,9 @@ async def before_read(wid: str, poll_interval: float, stopped: Any) -> bool:
     """Wait until the workflow is worth reading; False when the timer should just return.
 
     The first run reads at once. Later runs wait for one of the workflow's leaves to
-    publish, or the poll interval, whichever comes first, and keep a gap between reads.
+    publish, or the poll interval, whichever comes first, and keep a gap between reads,
+    unless every leaf followed has published its final state: the run is then over
+    (or moves on to leaves not yet followed), and the read that shows it comes at once.
     A workflow whose final phase this process has published is not read again.
     """
     loop = asyncio.get_running_loop()
@@ -237,8 +278,9 @@ async def before_read(wid: str, poll_interval: float, stopped: Any) -> bool:
     last = STATE.last_read.get(wid)
     if last is not None:
         await FOLLOWER.wait(wid, max(0.0, last + poll_interval - loop.time()), stopped.wait())
+        settled = FOLLOWER.take_settled(wid)
         pause = last + STATE.gap(wid, loop.time()) - loop.time()
-        if pause > 0 and not stopped:
+        if pause > 0 and not stopped and not settled:
             await stopped.wait(pause)
     if stopped:
         await forget(wid)
