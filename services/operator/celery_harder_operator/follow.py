@@ -99,9 +99,8 @@ class Follower:
     async def follow(self, wid: str, channels: Iterable[bytes]) -> bool:
         """Subscribe to the workflow's channels not yet subscribed; whether any were new."""
         self.event(wid)
-        unfinished = set(channels)
         # The read just made is the truth on which leaves are still to be heard.
-        self._pending[wid] = set(unfinished)
+        self._pending[wid] = unfinished = set(channels)
         self._settled.discard(wid)
         mine = self._channels.setdefault(wid, set())
         new = [c for c in unfinished if c not in mine]
