@@ -5,6 +5,8 @@ session's prefork worker; the tests read what kubectl shows.
 """
 
 import json
+import selectors
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -47,6 +49,43 @@ def wait_for(kube_api, ns: str, name: str, check, timeout: float = 60) -> dict[s
 
 def wait_final(kube_api, ns: str, name: str, timeout: float = 60) -> dict[str, Any]:
     return wait_for(kube_api, ns, name, lambda s: s.get("phase") in FINAL, timeout)["status"]
+
+
+def watch_final(kube_api, ns: str, name: str, timeout: float = 60) -> dict[str, Any]:
+    """The first final status a watch shows; for resources a short TTL deletes soon after.
+
+    A poll can miss the window between the final status and the TTL's delete; a watch
+    sees every version of the object in order, the last one before it went included.
+    """
+    argv = [str(kube_api.kubectl_bin), "--kubeconfig", str(kube_api.kubeconfig), "get", "tw",
+            name, "-n", ns, "--watch", "--output-watch-events", "-o", "json"]  # fmt: skip
+    decoder, text, obj = json.JSONDecoder(), "", {}
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            try:
+                while (left := deadline - time.monotonic()) > 0:
+                    if not selector.select(left):
+                        continue
+                    chunk = proc.stdout.read1(65536).decode()
+                    if not chunk:
+                        raise AssertionError(f"the watch ended: {proc.stderr.read().decode()}")
+                    text += chunk
+                    while text.strip():
+                        try:
+                            event, end = decoder.raw_decode(text.lstrip())
+                        except json.JSONDecodeError:
+                            break  # the rest of this event is still on its way
+                        text = text.lstrip()[end:]
+                        obj = event["object"]
+                        if obj.get("status", {}).get("phase") in FINAL:
+                            return obj["status"]
+            finally:
+                proc.kill()
+    status = json.dumps(obj.get("status"))
+    raise AssertionError(f"{ns}/{name} never reached a final phase: {status}")
 
 
 def wait_gone(kube_api, ns: str, name: str, timeout: int = 60) -> None:
@@ -194,7 +233,7 @@ def test_ttl_seconds_after_finished_deletes_the_resource(
     kube_api.apply(
         tw("brief", {"task": "add", "args": [1, 1]}, ttlSecondsAfterFinished=1), "-n", ns
     )
-    wait_final(kube_api, ns, "brief")
+    assert watch_final(kube_api, ns, "brief")["phase"] == "Succeeded"
     wait_gone(kube_api, ns, "brief", timeout=30)
 
 

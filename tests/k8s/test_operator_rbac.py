@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from tests.chart.chartlib import CHART, helm_binary
-from tests.k8s.test_operator import events, tw, wait_final, wait_gone
+from tests.k8s.test_operator import events, tw, wait_gone, watch_final
 from tests.support.operator_process import running_operator
 from tests.support.stack import StackEnv, Worker
 
@@ -58,7 +58,7 @@ def test_operator_runs_with_only_the_charts_rbac(
     with running_operator(stack, {"KUBECONFIG": str(kubeconfig)}) as operator:
         workflow = {"chain": [{"task": "add", "args": [2, 2]}, {"task": "mul", "args": [3]}]}
         kube_api.apply(tw("rbac-chain", workflow, ttlSecondsAfterFinished=1), "-n", user_ns)
-        status = wait_final(kube_api, user_ns, "rbac-chain")
+        status = watch_final(kube_api, user_ns, "rbac-chain")
         assert (status["phase"], status["result"]) == ("Succeeded", 12)
         assert "Dispatched" in events(kube_api, user_ns, "rbac-chain")
         wait_gone(kube_api, user_ns, "rbac-chain", timeout=30)  # the TTL delete was allowed
