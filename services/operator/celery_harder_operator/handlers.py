@@ -25,6 +25,7 @@ from celery_harder.workflow.status import FINAL_PHASES, SKIPPED, WorkflowStatus
 from celery_harder_operator import cron_handlers, follow, ttl  # noqa: F401
 from celery_harder_operator import metrics as om
 from celery_harder_operator import status as st
+from celery_harder_operator.kopf_state import PhaseDiffBaseStorage, ProgressAnnotations
 from celery_harder_operator.metrics import METRICS, instrumented
 from celery_harder_operator.resource import (
     ANNOTATION_PREFIX,
@@ -49,16 +50,10 @@ def engine() -> WorkflowEngine:
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Keep kopf's state under the project's prefix; post only our own Events; serve /metrics."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATION_PREFIX
-    )
-    # spec.workflow is immutable and no handler reacts to updates: keeping a copy of
-    # it in an annotation would only double the object's size.
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX,
-        key="last-handled-configuration",
-        ignored_fields=["spec.workflow"],
-    )
+    settings.persistence.progress_storage = ProgressAnnotations(prefix=ANNOTATION_PREFIX)
+    # No handler reacts to updates: the phase dispatch writes marks a resource handled,
+    # instead of a copy of its spec in an annotation written with a PATCH of its own.
+    settings.persistence.diffbase_storage = PhaseDiffBaseStorage()
     settings.persistence.finalizer = FINALIZER
     # A timer that deletes its own resource (TTL) is still running when the deletion
     # arrives; kopf waits for it before releasing the finalizer. Recheck every second,
