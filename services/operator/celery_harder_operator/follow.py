@@ -229,6 +229,12 @@ TICK = 0.01
 GAP = 0.05
 MAX_GAP = 0.5
 GAP_FRACTION = 0.1
+# How long the create handler waits for a new workflow's leaves to end before it reads
+# the first status. A small workflow done by then gets one /status PATCH, its final
+# one, instead of a Running one and then the final one, and never starts the sync
+# timer: a PATCH, a watch event and a timer's start and stop fewer per resource.
+# Longer workflows show their first phase this much later.
+FIRST_READ_GRACE = 0.1
 # How long a published final phase is remembered: until kopf's watch shows it and
 # stops the timer, a run started from the older body must not post the Event twice.
 FINAL_MEMORY = 60.0
@@ -287,6 +293,23 @@ async def before_read(wid: str, poll_interval: float, stopped: Any) -> bool:
     STATE.last_read[wid] = loop.time()
     STATE.first_read.setdefault(wid, STATE.last_read[wid])
     return True
+
+
+async def settle(wid: str, channels: Iterable[bytes], grace: float = FIRST_READ_GRACE) -> None:
+    """Follow a new workflow's leaves; wait up to `grace` for all of them to end.
+
+    The read that comes next counts as the sync timer's first: the timer then waits for
+    a leaf to publish (or the poll interval), as after any read. A leaf that ended
+    before the subscription was not heard; the wait then runs its full grace, and the
+    read finds the leaf's state in Redis all the same.
+    """
+    await FOLLOWER.follow(wid, channels)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while not FOLLOWER.take_settled(wid) and (left := deadline - loop.time()) > 0:
+        await FOLLOWER.wait(wid, left, loop.create_future())
+    STATE.last_read[wid] = loop.time()
+    STATE.first_read.setdefault(wid, STATE.last_read[wid])
 
 
 async def after_read(wid: str, channels: Iterable[bytes], final: bool) -> None:

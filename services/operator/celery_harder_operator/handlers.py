@@ -2,8 +2,9 @@
 
 Run with `kopf run --standalone --all-namespaces -m celery_harder_operator.handlers`.
 Every handler returns nothing, so no handler result is ever written into `.status`.
-They are synchronous (kopf runs them in a thread), except the sync timer, which waits
-in the event loop for its workflow's results (follow.py) and reads Redis in a thread.
+They are synchronous (kopf runs them in a thread), except the create handler and the
+sync timer, which wait in the event loop for their workflow's results (follow.py) and
+call Redis in a thread.
 """
 
 import asyncio
@@ -105,7 +106,7 @@ def engine_call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @instrumented("dispatch")
-def dispatch(
+async def dispatch(
     spec: kopf.Spec,
     meta: kopf.Meta,
     status: kopf.Status,
@@ -114,12 +115,16 @@ def dispatch(
     uid: str,
     **_: Any,
 ) -> None:
-    """Validate and dispatch; on resume the engine finds the run and sends nothing."""
+    """Validate and dispatch, give a small run a moment to end, and write the status.
+
+    On resume the engine finds the run and sends nothing.
+    """
     if status.get("phase") in FINAL_PHASES:
         return
     generation = int(meta.get("generation", 1))
     try:
-        submitted = engine_call(
+        submitted = await asyncio.to_thread(
+            engine_call,
             "dispatch",
             engine().submit,
             dict(spec)["workflow"],
@@ -140,10 +145,23 @@ def dispatch(
         body, type="Normal", reason=reason,
         message=f"{len(submitted.leaves)} tasks in workflow {submitted.id}",
     )  # fmt: skip
-    current = engine_call("status", engine().status, submitted.id)
-    if current is not None:
-        publish(body, patch, status, build(current, generation, status))
+    meta_key = engine().client.meta_key
+    await follow.settle(submitted.id, [meta_key(leaf.task_id) for leaf in submitted.leaves])
+    current = await asyncio.to_thread(engine_call, "status", engine().status, submitted.id)
+    if current is None:
+        await follow.forget(submitted.id)
+        return
+    publish(body, patch, status, build(current, generation, status))
     METRICS.synced()
+    await follow.after_read(
+        submitted.id, unfinished_channels(current), final=current.phase in FINAL_PHASES
+    )
+
+
+def unfinished_channels(current: WorkflowStatus) -> list[bytes]:
+    """The result channels of the leaves still to end (the follower listens to them)."""
+    meta_key = engine().client.meta_key
+    return [meta_key(n.task_id) for n in current.nodes if n.phase not in LEAF_DONE]
 
 
 def build(current: WorkflowStatus, generation: int, status: kopf.Status) -> dict[str, Any]:
@@ -195,9 +213,7 @@ async def sync(
         return
     publish(body, patch, status, build(current, int(meta.get("generation", 1)), status))
     METRICS.synced()
-    meta_key = engine().client.meta_key
-    unfinished = [meta_key(n.task_id) for n in current.nodes if n.phase not in LEAF_DONE]
-    await follow.after_read(wid, unfinished, final=current.phase in FINAL_PHASES)
+    await follow.after_read(wid, unfinished_channels(current), final=current.phase in FINAL_PHASES)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
