@@ -83,3 +83,31 @@ def test_the_last_leaf_s_end_skips_the_gap(monkeypatch) -> None:
     assert follow.MAX_GAP >= 0.5
     assert time_before_read(False, monkeypatch) >= follow.MAX_GAP * 0.9  # progress: the gap
     assert time_before_read(True, monkeypatch) < follow.MAX_GAP / 2  # the end: at once
+
+
+def time_to_settle(heard: list[tuple[bytes, str]], grace: float, monkeypatch) -> float:
+    """How long the create handler's wait lasts when these messages arrive during it."""
+    follower, state = Follower(), follow.SyncState()
+    monkeypatch.setattr(follow, "FOLLOWER", follower)
+    monkeypatch.setattr(follow, "STATE", state)
+
+    async def publish() -> None:
+        for channel, status in heard:
+            await asyncio.sleep(0)  # let settle() start waiting first
+            if follower.heard(channel, meta(status)) is not None:
+                follower.wake(WID)  # what the reader does on a message
+
+    async def run() -> float:
+        started = time.monotonic()
+        await asyncio.gather(follow.settle(WID, [A, B], grace), publish())
+        assert WID in state.last_read and WID in state.first_read  # the timer's first read
+        return time.monotonic() - started
+
+    return asyncio.run(run())
+
+
+def test_a_new_workflow_whose_leaves_end_is_read_at_once(monkeypatch) -> None:
+    ended = [(A, "STARTED"), (A, "SUCCESS"), (B, "SUCCESS")]
+    assert time_to_settle(ended, 5.0, monkeypatch) < 1.0
+    # One leaf still running: the wait runs its whole grace, then the read goes ahead.
+    assert 0.3 <= time_to_settle([(A, "SUCCESS"), (B, "STARTED")], 0.3, monkeypatch) < 1.0
