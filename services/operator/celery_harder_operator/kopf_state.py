@@ -8,8 +8,9 @@ watcher. Two things go into it:
   TaskWorkflow handler reacts to a change of spec (spec.workflow is immutable, and
   spec.shutdown is read by an event handler and by the sync timer), so the one fact
   kopf needs is "the create handler has run". status.phase already says it: that
-  handler writes a phase on every path that ends its work (Running, or Failed for a
-  spec it rejects). A handler that raised wrote none, and kopf retries it as before.
+  handler writes a phase on every path that ends its work (the run's phase, or Failed
+  for a spec it rejects). A handler that raised wrote none, and kopf retries it as
+  before.
 - kopf's "<prefix>/kopf-managed" marker, which tells other kopf operators to ignore
   this operator's progress annotations. It is written with the first progress record
   and kept even when that record is purged in the same patch, as it is whenever a
