@@ -38,6 +38,7 @@ dev: venv
 
 lint: venv
 	$(BIN)/ruff check services tests scripts bench
+	$(BIN)/ruff format --check services tests scripts bench
 
 typecheck: venv
 	$(BIN)/mypy

@@ -142,7 +142,11 @@ def cnt(d: str) -> dict:
     return {"type": "integer", "format": "int32", "minimum": 0, "description": d}
 
 
-def conditions(description: str, kind: str = "Succeeded", reasons: str = "Running, Succeeded, Failed, Cancelled, Timeout") -> dict:
+def conditions(
+    description: str,
+    kind: str = "Succeeded",
+    reasons: str = "Running, Succeeded, Failed, Cancelled, Timeout",
+) -> dict:
     """The standard conditions list (keyed by type), as both resources write it."""
     return {
         "type": "array",
@@ -237,6 +241,7 @@ status = {
     },
 }
 
+
 def taskworkflow_spec(immutable: bool = True) -> dict:
     """A TaskWorkflow's spec schema; a CronTaskWorkflow's template holds the same one."""
     return {
@@ -269,7 +274,6 @@ def taskworkflow_spec(immutable: bool = True) -> dict:
     }
 
 
-
 def envelope(plural: str) -> dict:
     """apiVersion, kind and metadata of one of the project's CRDs."""
     return {
@@ -277,7 +281,10 @@ def envelope(plural: str) -> dict:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{plural}.celery-harder.io",
-            "labels": {"app.kubernetes.io/name": "celery-harder", "app.kubernetes.io/component": "crd"},
+            "labels": {
+                "app.kubernetes.io/name": "celery-harder",
+                "app.kubernetes.io/component": "crd",
+            },
         },
     }
 
@@ -399,7 +406,9 @@ def int_field(fmt: str, minimum: int, d: str, default: int | None = None) -> dic
 
 
 template_spec = taskworkflow_spec(immutable=False)
-template_spec["description"] = "The TaskWorkflow spec of every run (the same schema as a TaskWorkflow's spec)."
+template_spec["description"] = (
+    "The TaskWorkflow spec of every run (the same schema as a TaskWorkflow's spec)."
+)
 template_spec["x-kubernetes-validations"] = [
     {
         "rule": "!has(self.shutdown)",
@@ -436,7 +445,9 @@ cron_spec = {
             "skips it, Replace stops the running one (shutdown: Terminate) and starts the new one.",
         },
         "startingDeadlineSeconds": int_field(
-            "int64", 1, "A run that cannot start within this many seconds of its time is counted as missed. "
+            "int64",
+            1,
+            "A run that cannot start within this many seconds of its time is counted as missed. "
             "Optional; without it a late run (after downtime, suspension or Forbid) starts however late.",
         ),
         "suspend": {
@@ -529,11 +540,30 @@ cron_crd = {
                     column("Timezone", "string", ".spec.timeZone", "Time zone of the schedule.", 1),
                     column("Suspend", "boolean", ".spec.suspend", "Whether new runs are stopped."),
                     column("Active", "integer", ".status.activeCount", "Runs not finished yet."),
-                    column("Last Schedule", "date", ".status.lastScheduleTime", "Scheduled time of the last run."),
+                    column(
+                        "Last Schedule",
+                        "date",
+                        ".status.lastScheduleTime",
+                        "Scheduled time of the last run.",
+                    ),
                     column("Age", "date", ".metadata.creationTimestamp"),
-                    column("Next Schedule", "string", ".status.nextScheduleTime", "Next scheduled time.", 1),
-                    column("Missed", "integer", ".status.missedRuns", "Scheduled times that got no run.", 1),
-                    column("Concurrency", "string", ".spec.concurrencyPolicy", "Concurrency policy.", 1),
+                    column(
+                        "Next Schedule",
+                        "string",
+                        ".status.nextScheduleTime",
+                        "Next scheduled time.",
+                        1,
+                    ),
+                    column(
+                        "Missed",
+                        "integer",
+                        ".status.missedRuns",
+                        "Scheduled times that got no run.",
+                        1,
+                    ),
+                    column(
+                        "Concurrency", "string", ".spec.concurrencyPolicy", "Concurrency policy.", 1
+                    ),
                 ],
                 "schema": {
                     "openAPIV3Schema": {

@@ -56,6 +56,7 @@ def test_crd_file_is_generated_from_its_one_source() -> None:
 
 def test_template_spec_is_the_taskworkflow_spec_schema() -> None:
     """One source: the template's spec is TaskWorkflow's spec, less the immutability rule."""
+
     def schema(path):
         return yaml.safe_load(path.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
@@ -65,9 +66,7 @@ def test_template_spec_is_the_taskworkflow_spec_schema() -> None:
     assert template_spec["properties"].keys() == tw_spec["properties"].keys()
     for key in ("timeoutSeconds", "ttlSecondsAfterFinished", "shutdown"):
         assert template_spec["properties"][key] == tw_spec["properties"][key]
-    tw_workflow, template_workflow = (
-        s["properties"]["workflow"] for s in (tw_spec, template_spec)
-    )
+    tw_workflow, template_workflow = (s["properties"]["workflow"] for s in (tw_spec, template_spec))
     assert template_workflow["properties"] == tw_workflow["properties"]
     rules = [r["rule"] for r in template_workflow["x-kubernetes-validations"]]
     assert "self == oldSelf" in [r["rule"] for r in tw_workflow["x-kubernetes-validations"]]

@@ -241,8 +241,10 @@ def test_operator_killed_around_a_scheduled_time_creates_the_run_once(
     kube_api.kubectl("patch", "ctw", name, "-n", ns, "--subresource=status", "--type=merge",
                      "-p", json.dumps(lost))  # fmt: skip
     operator.start()
-    wait_for("lastScheduleTime back at the second time",
-             lambda: status(kube_api, ns, name).get("lastScheduleTime") == format_time(second))
+    wait_for(
+        "lastScheduleTime back at the second time",
+        lambda: status(kube_api, ns, name).get("lastScheduleTime") == format_time(second),
+    )
     cron.wait_ticks(operator, ns, name)
     assert run_names(kube_api, ns, name) == [run_at(name, first), run_at(name, second)]
     assert kube_api.kubectl_json("get", "tw", run_at(name, second), "-n", ns)["metadata"][

@@ -1,6 +1,6 @@
 """The README's metrics table, generated from celery_harder.metric_names.
 
-    .venv/bin/python tests/unit/metrics_doc.py --write   # rewrite the README block
+.venv/bin/python tests/unit/metrics_doc.py --write   # rewrite the README block
 """
 
 import sys

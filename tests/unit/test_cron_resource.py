@@ -29,7 +29,8 @@ def test_run_manifest_names_labels_and_copies_the_template() -> None:
     # the owner label is the operator's, whatever the template says
     assert run["metadata"]["labels"] == {"team": "data", cr.OWNER_LABEL: "nightly"}
     assert run["metadata"]["annotations"] == {
-        "note": "hi", cr.SCHEDULED_ANNOTATION: "2026-03-02T12:00:00Z"
+        "note": "hi",
+        cr.SCHEDULED_ANNOTATION: "2026-03-02T12:00:00Z",
     }
     assert run["spec"] == TEMPLATE["spec"]
     run["spec"]["workflow"]["args"].append(3)

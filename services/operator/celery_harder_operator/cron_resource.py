@@ -45,9 +45,7 @@ def cron_spec(spec: Mapping[str, Any]) -> CronSpec:
         successful_limit=int(
             spec.get("successfulRunsHistoryLimit", sch.DEFAULT_SUCCESSFUL_RUNS_HISTORY_LIMIT)
         ),
-        failed_limit=int(
-            spec.get("failedRunsHistoryLimit", sch.DEFAULT_FAILED_RUNS_HISTORY_LIMIT)
-        ),
+        failed_limit=int(spec.get("failedRunsHistoryLimit", sch.DEFAULT_FAILED_RUNS_HISTORY_LIMIT)),
     )
 
 
@@ -79,9 +77,7 @@ def owner_uid(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-def run_of(
-    meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any]
-) -> sch.Run:
+def run_of(meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any]) -> sch.Run:
     """What the schedule logic needs to know of one run."""
     annotations = meta.get("annotations") or {}
     return sch.Run(

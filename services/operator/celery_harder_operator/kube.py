@@ -101,9 +101,7 @@ def _call(
 ) -> dict[str, Any]:
     """One request with the given login's credentials; the answer's JSON."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{info.server.rstrip('/')}{path}", data=data, method=method
-    )
+    request = urllib.request.Request(f"{info.server.rstrip('/')}{path}", data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", content_type)
     request.add_header("Accept", JSON)
@@ -115,9 +113,7 @@ def _call(
     return json.loads(raw) if raw else {}
 
 
-def _request(
-    method: str, path: str, body: Any = None, content_type: str = JSON
-) -> dict[str, Any]:
+def _request(method: str, path: str, body: Any = None, content_type: str = JSON) -> dict[str, Any]:
     """A request to the API server; HTTPError for an error answer.
 
     A 401 logs in again and retries once: the token may have rotated between reading

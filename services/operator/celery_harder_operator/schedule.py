@@ -244,9 +244,7 @@ def decide(
     return Decision("start", latest, missed, through, stop=stop)
 
 
-def runs_to_delete(
-    runs: Iterable[Run], successful_limit: int, failed_limit: int
-) -> list[str]:
+def runs_to_delete(runs: Iterable[Run], successful_limit: int, failed_limit: int) -> list[str]:
     """Finished runs beyond the history limits, oldest first; running ones are never cut.
 
     Failed and Cancelled runs (a Replace stops the run it replaces) share the failed limit.
