@@ -107,7 +107,7 @@ class Kube:
         params = {"watch": "1"}
         if name:
             params["fieldSelector"] = f"metadata.name={name}"
-        phases: dict[str, Any] = {}
+        succeeded: set[str] = set()
         deadline = time.monotonic() + timeout
         # The API server ends a watch when it likes (its timeout, a slow reader): a new
         # one without a resourceVersion starts with every resource's current state.
@@ -123,11 +123,11 @@ class Kube:
                     phase = event["object"].get("status", {}).get("phase")
                     if phase in ("Failed", "Cancelled"):
                         raise AssertionError(f"{ns}: a TaskWorkflow ended {phase}")
-                    phases[event["object"]["metadata"]["name"]] = phase
-                    if sum(p == "Succeeded" for p in phases.values()) >= total:
-                        return
-        seen = sum(p == "Succeeded" for p in phases.values())
-        raise TimeoutError(f"{what}: {seen}/{total} after {timeout:.0f}s")
+                    if phase == "Succeeded":  # final: a later event cannot take it back
+                        succeeded.add(event["object"]["metadata"]["name"])
+                        if len(succeeded) >= total:
+                            return
+        raise TimeoutError(f"{what}: {len(succeeded)}/{total} after {timeout:.0f}s")
 
     def close(self) -> None:
         self.http.close()

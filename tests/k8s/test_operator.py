@@ -51,41 +51,49 @@ def wait_final(kube_api, ns: str, name: str, timeout: float = 60) -> dict[str, A
     return wait_for(kube_api, ns, name, lambda s: s.get("phase") in FINAL, timeout)["status"]
 
 
+def json_values(stream, deadline: float) -> Iterator[Any]:
+    """The JSON values a process writes one after the other, until `deadline`."""
+    decoder, text = json.JSONDecoder(), ""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(left):
+                continue
+            chunk = stream.read1(65536).decode()
+            if not chunk:
+                return
+            text += chunk
+            while text := text.lstrip():
+                try:
+                    value, end = decoder.raw_decode(text)
+                except json.JSONDecodeError:
+                    break  # the rest of this value is still on its way
+                text = text[end:]
+                yield value
+
+
 def watch_final(kube_api, ns: str, name: str, timeout: float = 60) -> dict[str, Any]:
     """The first final status a watch shows; for resources a short TTL deletes soon after.
 
     A poll can miss the window between the final status and the TTL's delete; a watch
     sees every version of the object in order, the last one before it went included.
     """
-    argv = [str(kube_api.kubectl_bin), "--kubeconfig", str(kube_api.kubeconfig), "get", "tw",
-            name, "-n", ns, "--watch", "--output-watch-events", "-o", "json"]  # fmt: skip
-    decoder, text, obj = json.JSONDecoder(), "", {}
+    argv = kube_api.client.argv(
+        "get", "tw", name, "-n", ns, "--watch", "--output-watch-events", "-o", "json"
+    )
+    status: Any = None
     deadline = time.monotonic() + timeout
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            try:
-                while (left := deadline - time.monotonic()) > 0:
-                    if not selector.select(left):
-                        continue
-                    chunk = proc.stdout.read1(65536).decode()
-                    if not chunk:
-                        raise AssertionError(f"the watch ended: {proc.stderr.read().decode()}")
-                    text += chunk
-                    while text.strip():
-                        try:
-                            event, end = decoder.raw_decode(text.lstrip())
-                        except json.JSONDecodeError:
-                            break  # the rest of this event is still on its way
-                        text = text.lstrip()[end:]
-                        obj = event["object"]
-                        if obj.get("status", {}).get("phase") in FINAL:
-                            return obj["status"]
-            finally:
-                proc.kill()
-    status = json.dumps(obj.get("status"))
-    raise AssertionError(f"{ns}/{name} never reached a final phase: {status}")
+        try:
+            for event in json_values(proc.stdout, deadline):
+                status = event["object"].get("status", {})
+                if status.get("phase") in FINAL:
+                    return dict(status)
+            if time.monotonic() < deadline:  # the stream ended before the deadline
+                raise AssertionError(f"the watch ended: {proc.stderr.read().decode()}")
+        finally:
+            proc.kill()
+    raise AssertionError(f"{ns}/{name} never reached a final phase: {json.dumps(status)}")
 
 
 def wait_gone(kube_api, ns: str, name: str, timeout: int = 60) -> None:

@@ -149,19 +149,18 @@ class Follower:
             return True
         return False
 
-    async def wait(self, wid: str, timeout: float, stopped: Awaitable[Any]) -> None:
-        """Until a leaf of `wid` speaks, `stopped` is set, or `timeout` passes; then re-arm."""
+    async def wait(self, wid: str, timeout: float, stopped: Awaitable[Any] | None = None) -> None:
+        """Until a leaf speaks, `stopped` (if given) is set, or `timeout` passes; then re-arm."""
         event = self.event(wid)
         if not event.is_set():
-            woken = asyncio.ensure_future(event.wait())
-            stopping = asyncio.ensure_future(stopped)
+            waits = {asyncio.ensure_future(event.wait())}
+            if stopped is not None:
+                waits.add(asyncio.ensure_future(stopped))
             try:
-                await asyncio.wait(
-                    {woken, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                woken.cancel()
-                stopping.cancel()
+                for waiting in waits:
+                    waiting.cancel()
         elif asyncio.iscoroutine(stopped):
             stopped.close()  # not awaited: close it rather than leave it to warn
         event.clear()
@@ -253,6 +252,11 @@ class SyncState:
         age = now - self.first_read.get(wid, now)
         return max(GAP, min(MAX_GAP, GAP_FRACTION * age))
 
+    def mark_read(self, wid: str, now: float) -> None:
+        """A read of this workflow happens now (the first one starts its age)."""
+        self.last_read[wid] = now
+        self.first_read.setdefault(wid, now)
+
     def drop(self, wid: str) -> None:
         self.first_read.pop(wid, None)
         self.last_read.pop(wid, None)
@@ -290,8 +294,7 @@ async def before_read(wid: str, poll_interval: float, stopped: Any) -> bool:
     if stopped:
         await forget(wid)
         return False
-    STATE.last_read[wid] = loop.time()
-    STATE.first_read.setdefault(wid, STATE.last_read[wid])
+    STATE.mark_read(wid, loop.time())
     return True
 
 
@@ -307,9 +310,8 @@ async def settle(wid: str, channels: Iterable[bytes], grace: float = FIRST_READ_
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     while not FOLLOWER.take_settled(wid) and (left := deadline - loop.time()) > 0:
-        await FOLLOWER.wait(wid, left, loop.create_future())
-    STATE.last_read[wid] = loop.time()
-    STATE.first_read.setdefault(wid, STATE.last_read[wid])
+        await FOLLOWER.wait(wid, left)
+    STATE.mark_read(wid, loop.time())
 
 
 async def after_read(wid: str, channels: Iterable[bytes], final: bool) -> None:

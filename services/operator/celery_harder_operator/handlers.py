@@ -9,6 +9,7 @@ call Redis in a thread.
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -145,8 +146,7 @@ async def dispatch(
         body, type="Normal", reason=reason,
         message=f"{len(submitted.leaves)} tasks in workflow {submitted.id}",
     )  # fmt: skip
-    meta_key = engine().client.meta_key
-    await follow.settle(submitted.id, [meta_key(leaf.task_id) for leaf in submitted.leaves])
+    await follow.settle(submitted.id, result_channels(leaf.task_id for leaf in submitted.leaves))
     current = await asyncio.to_thread(engine_call, "status", engine().status, submitted.id)
     if current is None:
         await follow.forget(submitted.id)
@@ -158,10 +158,15 @@ async def dispatch(
     )
 
 
+def result_channels(task_ids: Iterable[str]) -> list[bytes]:
+    """The channels the result backend publishes these tasks' states on."""
+    meta_key = engine().client.meta_key
+    return [meta_key(task_id) for task_id in task_ids]
+
+
 def unfinished_channels(current: WorkflowStatus) -> list[bytes]:
     """The result channels of the leaves still to end (the follower listens to them)."""
-    meta_key = engine().client.meta_key
-    return [meta_key(n.task_id) for n in current.nodes if n.phase not in LEAF_DONE]
+    return result_channels(n.task_id for n in current.nodes if n.phase not in LEAF_DONE)
 
 
 def build(current: WorkflowStatus, generation: int, status: kopf.Status) -> dict[str, Any]:

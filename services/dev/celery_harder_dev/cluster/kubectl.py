@@ -45,9 +45,8 @@ class Kubectl:
         timeout: float = 120,
     ) -> "subprocess.CompletedProcess[str]":
         """Run kubectl; raises KubectlError on a non-zero exit when `check`."""
-        argv = [str(self.binary), "--kubeconfig", str(self.kubeconfig), *map(str, args)]
         proc = subprocess.run(
-            argv,
+            self.argv(*args),
             input=input,
             capture_output=True,
             text=True,
@@ -58,6 +57,10 @@ class Kubectl:
         if check and proc.returncode != 0:
             raise KubectlError([str(a) for a in args], proc)
         return proc
+
+    def argv(self, *args: str) -> list[str]:
+        """The command line of one kubectl call (for a caller that reads it as it runs)."""
+        return [str(self.binary), "--kubeconfig", str(self.kubeconfig), *map(str, args)]
 
     def json(self, *args: str, **kwargs: Any) -> Any:
         """kubectl ... -o json, parsed."""
