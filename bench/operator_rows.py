@@ -5,7 +5,8 @@ standalone `python -m bench.operator_rows` (one repetition of each row, printed 
 JSON, with before/after options) both measure with the functions here. Everything is
 real: the control plane the T2 tests build, redis-server, a prefork worker, uvicorn,
 and `kopf run` with the operator's default settings (the 2 s poll interval users get,
-unless `poll_interval` says otherwise).
+unless `poll_interval` says otherwise), signed in as it is in a cluster: with the
+chart's ServiceAccount token and RBAC, not the control plane's admin certificate.
 
 - B6: N small TaskWorkflows created one after the other (sequential POSTs to the API
   server) until all read Succeeded, against the same N sent one after the other to
@@ -56,6 +57,7 @@ from celery_harder_dev.stack import (
 from tests.support.kube import REPO_ROOT, ControlPlane
 from tests.support.operator_process import OperatorProcess, running_operator
 from tests.support.operator_process import taskworkflow as tw
+from tests.support.operator_rbac import as_chart_operator
 
 GROUP_PATH = "/apis/celery-harder.io/v1alpha1"
 CRDS = REPO_ROOT / "charts" / "celery-harder" / "crds"
@@ -64,6 +66,7 @@ SMALL = {"chain": [{"task": "add", "args": [1, 1]}, {"task": "mul", "args": [2]}
 RUN_TIMEOUT = 600.0
 POLL = 0.05
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+OPERATOR_NAMESPACE = "celery-harder-system"
 ARGO_DEFAULT, ARGO_TUNED = 270.0, 810.0  # workflows per minute, Argo Workflows' published figures
 
 
@@ -182,7 +185,10 @@ def operator_rig(
         # tests/support's operator sets 0.5 s for quick tests; a benchmark runs the default.
         interval = poll_interval if poll_interval is not None else default_poll_interval()
         env["CELERY_HARDER_OPERATOR_POLL_INTERVAL"] = str(interval)
-        operator = stack_of.enter_context(running_operator(stack, cp.env(), env))
+        # The pod's identity: a token (the API server caches its review) and the chart's
+        # RBAC; the admin certificate would cost an x509 verification per request.
+        identity = as_chart_operator(cp, OPERATOR_NAMESPACE, workdir / "operator.kubeconfig")
+        operator = stack_of.enter_context(running_operator(stack, identity, env))
         yield OperatorRig(cp, kube, stack, api, operator)
 
 
@@ -506,7 +512,10 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
     ]  # fmt: skip
     results.notes.append(
         "B6: bench/operator_rows.py; the operator as users run it (`kopf run`, the default "
-        f"{default_poll_interval():g} s status poll), one prefork worker (concurrency "
+        f"{default_poll_interval():g} s status poll, signed in with the chart's ServiceAccount "
+        "token and RBAC as in a cluster; until this session with the control plane's admin "
+        "certificate, which costs the API server an x509 verification per request), one "
+        "prefork worker (concurrency "
         f"{size.concurrency}), each repetition's TaskWorkflows in a namespace of their own. "
         f"B6 creates its {n} with sequential POSTs to the API server and sends the baseline's "
         f"{n} as sequential POST /workflows: like for like (`python -m bench.operator_rows "

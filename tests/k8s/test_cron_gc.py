@@ -11,16 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.k8s.conftest import CRD_NAME, CRD_PATH, CRON_CRD_NAME, CRON_CRD_PATH
 from tests.k8s.test_operator import wait_final
-from tests.k8s.test_operator_rbac import render_operator_rbac, token_kubeconfig
 from tests.support import cron
 from tests.support.cron import StoppedClock, minute_after, run_names, wait_for
 from tests.support.garbage_collector import running_garbage_collector
 from tests.support.kube import ControlPlane
 from tests.support.operator_process import running_operator
+from tests.support.operator_rbac import as_chart_operator
 from tests.support.stack import StackEnv, Worker
 
 STRICT_OWNERS = "--enable-admission-plugins=OwnerReferencesPermissionEnforcement"
@@ -45,17 +44,13 @@ def gone(kube: ControlPlane, kind: str, name: str, ns: str) -> bool:
 def test_deleting_a_schedule_deletes_its_runs(
     gc_kube: ControlPlane, stack: StackEnv, worker: Worker, tmp_path: Path
 ) -> None:
-    system = gc_kube.create_namespace(f"op-{uuid.uuid4().hex[:8]}")
-    rbac = render_operator_rbac(system)
-    gc_kube.kubectl("apply", "-n", system, "-f", "-", input=rbac)
-    (account,) = [d["metadata"]["name"] for d in yaml.safe_load_all(rbac)
-                  if d and d["kind"] == "ServiceAccount"]  # fmt: skip
-    kubeconfig = token_kubeconfig(gc_kube, system, account, tmp_path / "operator.kubeconfig")
+    system = f"op-{uuid.uuid4().hex[:8]}"
+    kube_env = as_chart_operator(gc_kube, system, tmp_path / "operator.kubeconfig")
     ns = gc_kube.create_namespace(f"user-{uuid.uuid4().hex[:8]}")
     clock = StoppedClock(tmp_path / "now")
     clock.hold_before(cron.real_now())
     env = cron.operator_env(clock)
-    with running_operator(stack, {"KUBECONFIG": str(kubeconfig)}, env) as operator:
+    with running_operator(stack, kube_env, env) as operator:
         names = ("background", "foreground")
         for name in names:
             gc_kube.apply(cron.ctw(name, {"task": "add", "args": [1, 2]}), "-n", ns)
