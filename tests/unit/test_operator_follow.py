@@ -99,7 +99,8 @@ def time_to_settle(heard: list[tuple[bytes, str]], grace: float, monkeypatch) ->
 
     async def run() -> float:
         started = time.monotonic()
-        await asyncio.gather(follow.settle(WID, [A, B], grace), publish())
+        await follow.listen(WID, [A, B])
+        await asyncio.gather(follow.settle(WID, grace), publish())
         assert WID in state.last_read and WID in state.first_read  # the timer's first read
         return time.monotonic() - started
 
@@ -111,3 +112,20 @@ def test_a_new_workflow_whose_leaves_end_is_read_at_once(monkeypatch) -> None:
     assert time_to_settle(ended, 5.0, monkeypatch) < 1.0
     # One leaf still running: the wait runs its whole grace, then the read goes ahead.
     assert 0.3 <= time_to_settle([(A, "SUCCESS"), (B, "STARTED")], 0.3, monkeypatch) < 1.0
+
+
+def test_a_leaf_that_ends_before_the_wait_begins_is_heard(monkeypatch) -> None:
+    """The handler listens before it sends: a leaf's end between the send and the wait counts."""
+    follower, state = Follower(), follow.SyncState()
+    monkeypatch.setattr(follow, "FOLLOWER", follower)
+    monkeypatch.setattr(follow, "STATE", state)
+
+    async def run() -> float:
+        await follow.listen(WID, [A, B])
+        for channel in (A, B):  # both end while the dispatch is still returning
+            assert follower.heard(channel, meta("SUCCESS")) == WID
+        started = time.monotonic()
+        await follow.settle(WID, 5.0)
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 1.0

@@ -232,8 +232,12 @@ GAP_FRACTION = 0.1
 # the first status. A small workflow done by then gets one /status PATCH, its final
 # one, instead of a Running one and then the final one, and never starts the sync
 # timer: a PATCH, a watch event and a timer's start and stop fewer per resource.
-# Longer workflows show their first phase this much later.
-FIRST_READ_GRACE = 0.1
+# Longer workflows show their first phase this much later. The wait ends as soon as
+# the last leaf is heard, so it costs a small workflow nothing; 0.1 s was too short
+# on a loaded machine, where a two-step chain can take longer and then paid for the
+# extra writes, which loaded it more (Kubernetes' Job controller batches a Job's
+# status updates over 1 s for the same reason).
+FIRST_READ_GRACE = 0.5
 # How long a published final phase is remembered: until kopf's watch shows it and
 # stops the timer, a run started from the older body must not post the Event twice.
 FINAL_MEMORY = 60.0
@@ -298,15 +302,23 @@ async def before_read(wid: str, poll_interval: float, stopped: Any) -> bool:
     return True
 
 
-async def settle(wid: str, channels: Iterable[bytes], grace: float = FIRST_READ_GRACE) -> None:
-    """Follow a new workflow's leaves; wait up to `grace` for all of them to end.
+async def listen(wid: str, channels: Iterable[bytes]) -> None:
+    """Follow a new workflow's leaves before it is sent, so that no leaf's end goes unheard.
 
-    The read that comes next counts as the sync timer's first: the timer then waits for
-    a leaf to publish (or the poll interval), as after any read. A leaf that ended
-    before the subscription was not heard; the wait then runs its full grace, and the
-    read finds the leaf's state in Redis all the same.
+    Subscribed after the send, a short leaf could end before the subscription, and the
+    create handler's wait would then run its whole grace for nothing.
     """
     await FOLLOWER.follow(wid, channels)
+
+
+async def settle(wid: str, grace: float = FIRST_READ_GRACE) -> None:
+    """Wait up to `grace` for every leaf `listen` follows to end.
+
+    The read that comes next counts as the sync timer's first: the timer then waits for
+    a leaf to publish (or the poll interval), as after any read. A message Pub/Sub lost
+    (Redis reconnecting) makes the wait run its full grace; the read then finds the
+    leaves' states in Redis all the same.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     while not FOLLOWER.take_settled(wid) and (left := deadline - loop.time()) > 0:

@@ -39,6 +39,16 @@ class Submitted:
     dispatched_now: bool
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A validated workflow not yet sent: its id, spec, tree and leaves."""
+
+    id: str
+    spec: Any
+    tree: Node
+    leaves: list[Leaf]
+
+
 class WorkflowEngine:
     """Workflows over one TaskClient; every method is safe to call from any process.
 
@@ -71,6 +81,27 @@ class WorkflowEngine:
         s = self.settings
         return Limits(s.workflow_max_leaves, s.workflow_max_depth, s.workflow_max_argument_bytes)
 
+    def plan(self, spec: Any, *, workflow_id: str | None = None) -> Planned:
+        """Validate a workflow (SpecError) and name its leaves; nothing is sent or stored.
+
+        Leaf task ids follow from the workflow id, so a caller can listen for the
+        leaves' results before `dispatch` sends them.
+        """
+        tree = parse_workflow(spec, self.limits(), queues=self.settings.known_queues)
+        wid = workflow_id or str(uuid.uuid4())
+        return Planned(wid, spec, tree, workflow_leaves(wid, tree))
+
+    def dispatch(self, planned: Planned, *, timeout_seconds: int | None = None) -> Submitted:
+        """Record and send a planned workflow.
+
+        Dispatch is idempotent per id: a record marked dispatched is never sent again,
+        so a restarted operator can call this for every resource it sees.
+        """
+        try:
+            return self._dispatch(planned, timeout_seconds)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"could not dispatch workflow {planned.id}: {exc}") from exc
+
     def submit(
         self,
         spec: Any,
@@ -78,22 +109,12 @@ class WorkflowEngine:
         workflow_id: str | None = None,
         timeout_seconds: int | None = None,
     ) -> Submitted:
-        """Validate (SpecError), record and dispatch a workflow.
+        """Validate (SpecError), record and dispatch a workflow: `plan`, then `dispatch`."""
+        planned = self.plan(spec, workflow_id=workflow_id)
+        return self.dispatch(planned, timeout_seconds=timeout_seconds)
 
-        Dispatch is idempotent per id: a record marked dispatched is never sent again,
-        so a restarted operator can call this for every resource it sees.
-        """
-        tree = parse_workflow(spec, self.limits(), queues=self.settings.known_queues)
-        wid = workflow_id or str(uuid.uuid4())
-        leaves = workflow_leaves(wid, tree)
-        try:
-            return self._dispatch(wid, spec, tree, leaves, timeout_seconds)
-        except REDIS_ERRORS as exc:
-            raise BrokerUnavailable(f"could not dispatch workflow {wid}: {exc}") from exc
-
-    def _dispatch(
-        self, wid: str, spec: Any, tree: Node, leaves: list[Leaf], timeout: int | None
-    ) -> Submitted:
+    def _dispatch(self, planned: Planned, timeout: int | None) -> Submitted:
+        wid, leaves = planned.id, planned.leaves
         key = record_key(wid)
         if not self.redis.hsetnx(key, "id", wid):
             existing = self.load(wid)
@@ -104,7 +125,7 @@ class WorkflowEngine:
         deadline = created + timedelta(seconds=timeout) if timeout else None
         record = WorkflowRecord(
             id=wid,
-            spec=spec,
+            spec=planned.spec,
             leaves=leaves,
             created_at=created.isoformat(),
             timeout_seconds=timeout,
@@ -125,7 +146,7 @@ class WorkflowEngine:
             options["expires"] = deadline
         try:
             compile_canvas(
-                self.client.app, wid, tree, options, default_queue=self.settings.queue
+                self.client.app, wid, planned.tree, options, default_queue=self.settings.queue
             ).apply_async()
         except REDIS_ERRORS:
             self.redis.delete(key)
