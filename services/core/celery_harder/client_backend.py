@@ -1,10 +1,11 @@
 """A Redis result backend for processes that send work but never wait on results.
 
-Celery's Redis backend subscribes to a pub/sub channel for every result object a
-client creates (a group or chord creates one per member) and keeps each waiter until
-someone calls get(). The API and the operator never call get(): they read result keys
-directly. Without this class they would hold every dispatched task's waiter and
-channel for the life of the process.
+Celery's Redis backend subscribes to a pub/sub channel for every task a client sends
+(on_task_call) and for every result object it creates (a group or chord creates one
+per member), keeps each waiter until someone calls get(), and unsubscribes when the
+result object is dropped. The API and the operator never call get(): they read result
+keys directly. Without this class they would pay a SUBSCRIBE and an UNSUBSCRIBE per
+canvas sent, and hold every waiter and channel nobody drops.
 """
 
 from collections.abc import Iterable
@@ -17,6 +18,12 @@ CLIENT_BACKEND = f"{__name__}:SendOnlyRedisBackend"
 
 class SendOnlyRedisBackend(RedisBackend):  # type: ignore[misc]
     """RedisBackend that never registers result waiters (no SUBSCRIBE, no leak)."""
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None  # nobody here waits on the result's channel
+
+    def remove_pending_result(self, result: Any) -> Any:
+        return result  # nothing was added, so nothing to remove or unsubscribe
 
     def add_pending_result(
         self, result: Any, weak: bool = False, start_drainer: bool = True
