@@ -118,8 +118,7 @@ async def dispatch(
     uid: str,
     **_: Any,
 ) -> None:
-    """Validate, listen for the leaves, dispatch, give a small run a moment to end, and
-    write the status.
+    """Validate, listen for the leaves, dispatch, let a small run end, write the status.
 
     On resume the engine finds the run and sends nothing, and the status is read at once.
     """
