@@ -49,7 +49,9 @@ def test_a_rollout_under_load_loses_nothing(release: Release, ledger: Ledger) ->
     ledger.submit(seconds=2, count=100)
     wait_until(lambda: any(s == "PROGRESS" for s in ledger.states().values()), 60, 0.5, "running")
     # Changes every pod's environment (the shared ConfigMap): the workers roll.
-    release.install(sets=[f"celery.extraEnv.ROLLOUT_MARK={uuid.uuid4().hex[:8]}"])
+    # A letter first: eight hex digits can read as a number ("12345678", "1e234567"),
+    # which the chart's schema rejects for an environment value.
+    release.install(sets=[f"celery.extraEnv.ROLLOUT_MARK=r{uuid.uuid4().hex[:8]}"])
     wait_until(ledger.done, 600, 2, "every task done")
     counts = ledger.report("rollout under load")
     assert counts["lost"] == 0 and counts["completed"] == 100

@@ -261,9 +261,15 @@ def test_connection_drop_while_redis_answers_runs_a_task_twice_only_in_parallel(
             )
 
         wait_until(settled, 60, "both deliveries of each task finished")
+
+        def unacked_left() -> int:
+            return int(r.hlen("unacked")) + int(r.zcard("unacked_index"))
+
+        # The ack follows the "succeeded" log line: wait for it rather than race it.
+        wait_until(lambda: unacked_left() == 0, 10, "every delivery acknowledged")
         states = {t: status_or_none(client, t) for t in ids}
         deliveries = {t: int(r.get(DELIVERIES + t) or 0) for t in ids}
-        unacked = int(r.hlen("unacked")) + int(r.zcard("unacked_index"))
+        unacked = unacked_left()
         queued = int(r.llen("celery"))
         restored = log_count(worker.log, "Restoring 2 unacknowledged message(s)")
     print(f"connection drop, concurrency {concurrency}: executions {deliveries}")
