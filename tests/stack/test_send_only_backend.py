@@ -7,17 +7,15 @@ Redis directly. A private redis-server counts the commands (INFO commandstats).
 """
 
 import gc
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
 import redis
 
 from celery_harder.celery_config import create_celery_app
 from celery_harder.settings import Settings
 from celery_harder.task_client import create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
-from celery_harder_dev.stack import RedisServer, running_redis
+from celery_harder_dev.stack import RedisServer
 
 LEAF = {"task": "add", "args": [1, 1]}
 WORKFLOWS = [
@@ -25,12 +23,6 @@ WORKFLOWS = [
     {"group": [LEAF, LEAF, LEAF]},
     {"chord": {"header": [LEAF, LEAF], "body": {"task": "xsum"}}},
 ]
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
 
 
 def pubsub_calls(server: RedisServer, send: Callable[[], None]) -> dict[str, int]:

@@ -5,11 +5,8 @@ private server holding a copy of the workflow's keys, so that the worker's and t
 API's background traffic on the shared server cannot blur the count.
 """
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import redis as redis_lib
 
 from celery_harder import keys
@@ -18,7 +15,7 @@ from celery_harder.task_client import create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
 from celery_harder.workflow.record import record_key
 from tests.support.polling import poll_json
-from tests.support.stack import ApiServer, RedisServer, running_redis
+from tests.support.stack import ApiServer, RedisServer
 
 
 def run_group(api: ApiServer, size: int) -> dict[str, Any]:
@@ -57,12 +54,6 @@ def command_calls(server: redis_lib.Redis) -> dict[str, int]:
         for name, value in stats.items()
         if name not in ("cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config")
     }
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "copy") as server:
-        yield server
 
 
 def test_status_of_1000_leaves_costs_the_same_redis_commands_as_10(
