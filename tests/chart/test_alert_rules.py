@@ -52,6 +52,7 @@ ALERTS = {
     "CeleryHarderWorkflowsOverdue",
     "CeleryHarderOperatorNotSyncing",
     "CeleryHarderApiErrors",
+    "CeleryHarderRedisDown",
     "CeleryHarderApiSlow",
 }
 
@@ -182,6 +183,7 @@ def test_thresholds_follow_values():
             "monitoring.rules.workflowsOverdue=3",
             "monitoring.rules.notConsumedFor=7m",
             "monitoring.rules.backlogFor=30m",
+            "monitoring.rules.redisDownFor=7m",
             "monitoring.rules.runbookBaseUrl=https://wiki.example/runbook",
             "monitoring.grafana.url=https://grafana.example/",
         )
@@ -197,6 +199,7 @@ def test_thresholds_follow_values():
     assert expr["CeleryHarderWorkflowsOverdue"].endswith("> 3")
     assert rules["CeleryQueueNotConsumed"]["for"] == "7m"
     assert rules["CeleryBacklogAtMaxReplicas"]["for"] == "30m"
+    assert rules["CeleryHarderRedisDown"]["for"] == "7m"
     for rule in rules.values():
         assert rule["annotations"]["runbook_url"].startswith("https://wiki.example/runbook#")
         assert rule["annotations"]["dashboard_url"].startswith("https://grafana.example/d/")
@@ -709,6 +712,58 @@ def test_api_errors(spec, rules_file, tmp_path):
                 *_requests(n, {"5xx": 50}, job="someone-else"),
             ],
             "alert_rule_test": [silent("CeleryHarderApiErrors", at)],
+        },
+    ]
+    run_cases(rules_file, cases, tmp_path)
+
+
+def test_redis_down(spec, rules_file, tmp_path):
+    """Every API replica at 0 for `for` fires; a shorter outage or one replica at 0 does not."""
+    hold_text = next(r for r in rules_of(spec) if r["alert"] == "CeleryHarderRedisDown")["for"]
+    hold = seconds(hold_text)
+    down = steps(5 * 60)  # the first scrape without Redis
+    n = down + steps(hold) + steps(10 * 60)
+    at = f"{(down + steps(hold)) * STEP_S}s"
+
+    def replicas(*ups: Callable[[int], int]):
+        return [
+            {
+                "series": f'{m.REDIS_UP.series}{{namespace="{NS}",job="{api_job()}",'
+                f'instance="10.0.0.{k}:8000"}}',
+                "values": series(n, up),
+            }
+            for k, up in enumerate(ups, 1)
+        ]
+
+    def outage(i):
+        return 0 if i >= down else 1
+
+    def blip(i):  # down for one scrape less than `for`, then back
+        return 0 if down <= i < down + steps(hold) - 1 else 1
+
+    desc = (
+        f"No API replica has reached Redis for {hold_text}: no task can be sent, run or read "
+        "until it answers again."
+    )
+    labels = {"severity": "critical", "namespace": NS}
+    notes = annotations(spec, "CeleryHarderRedisDown", desc)
+    cases = [
+        {
+            "input_series": replicas(outage, outage),
+            "alert_rule_test": [
+                silent("CeleryHarderRedisDown", f"{(down + steps(hold) - 1) * STEP_S}s"),
+                fired("CeleryHarderRedisDown", at, labels, notes),
+                fired("CeleryHarderRedisDown", f"{(n - 1) * STEP_S}s", labels, notes),
+            ],
+        },
+        {
+            "input_series": replicas(blip, blip),
+            "alert_rule_test": [silent("CeleryHarderRedisDown", at)],
+        },
+        # one replica cannot reach Redis, the other reads it: that pod's network
+        {
+            "input_series": replicas(outage, lambda i: 1),
+            "alert_rule_test": [silent("CeleryHarderRedisDown", at)],
         },
     ]
     run_cases(rules_file, cases, tmp_path)
