@@ -19,6 +19,11 @@ chart's ServiceAccount token and RBAC, not the control plane's admin certificate
   window with no TaskWorkflows, then over the same window with N finished ones
   present (created, finished, and handled by the operator before the window opens).
 
+Two more views of B6's operator side, for `python -m bench.operator_rows` only:
+`B6-writes`, the API server's writes per TaskWorkflow from its request counter
+(tests/k8s/test_operator_rows.py holds the operator to them), and `--apiserver-profile
+PATH`, the API server's Go CPU profile over B6 run back to back.
+
 The sizes are bench/sizes.py's. The `tiny` size runs in seconds (`make test`: the
 harness's tiny run and tests/k8s/test_operator_rows.py); it keeps the code working and
 proves nothing about speed.
@@ -29,16 +34,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import ssl
 import tempfile
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
+from threading import Thread
 from typing import Any
 
 import httpx
@@ -68,6 +76,8 @@ POLL = 0.05
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OPERATOR_NAMESPACE = "celery-harder-system"
 ARGO_DEFAULT, ARGO_TUNED = 270.0, 810.0  # workflows per minute, Argo Workflows' published figures
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class Kube:
@@ -132,6 +142,12 @@ class Kube:
                             return
         raise TimeoutError(f"{what}: {len(succeeded)}/{total} after {timeout:.0f}s")
 
+    def metrics(self) -> str:
+        """The API server's own /metrics."""
+        response = self.http.get("/metrics")
+        response.raise_for_status()
+        return response.text
+
     def close(self) -> None:
         self.http.close()
 
@@ -166,12 +182,17 @@ def operator_rig(
     concurrency: int = 2,
     db: int = 0,
     operator_env: dict[str, str] | None = None,
+    profiling: bool = False,
 ) -> Iterator[OperatorRig]:
-    """Start everything; `poll_interval` None keeps the operator's default (2 s)."""
+    """Start everything; `poll_interval` None keeps the operator's default (2 s).
+
+    `profiling` turns on the API server's /debug/pprof (the T2 control plane has it off).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     stack = StackEnv(broker_url=server.url(db), workdir=workdir)
     with ExitStack() as stack_of:
-        cp = ControlPlane(workdir=workdir / "kube")
+        extra = ("--profiling=true",) if profiling else ()
+        cp = ControlPlane(workdir=workdir / "kube", extra_apiserver_args=extra)
         cp.start()
         stack_of.callback(cp.stop)
         for name in CRD_NAMES:
@@ -207,14 +228,8 @@ def wait_all(count: Callable[[], int], total: int, what: str, timeout: float = R
 # ---------------------------------------------------------------- B6
 
 
-def b6(rig: OperatorRig, n: int, kubectl: bool = False) -> dict[str, float]:
-    """N TaskWorkflows created → all Succeeded, against N by POST /workflows → all Succeeded.
-
-    Both sides send their N one after the other over HTTP: N creates to the API server,
-    N POSTs to the API. With `kubectl` the N go in as one `kubectl apply` of N documents
-    instead, which adds kubectl's own start and discovery (0.5-1 s here) to the figure.
-    """
-    ns = rig.kube.namespace("b6")
+def created_until_succeeded(rig: OperatorRig, ns: str, n: int, kubectl: bool = False) -> float:
+    """Seconds from the first of N small TaskWorkflows created in `ns` to the last Succeeded."""
     manifests = [tw(f"b6-{i}", SMALL) for i in range(n)]
     started = time.monotonic()
     if kubectl:
@@ -223,7 +238,17 @@ def b6(rig: OperatorRig, n: int, kubectl: bool = False) -> dict[str, float]:
         for manifest in manifests:
             rig.kube.create(ns, manifest)
     rig.kube.wait_succeeded(ns, n, "B6 operator")
-    via_operator = time.monotonic() - started
+    return time.monotonic() - started
+
+
+def b6(rig: OperatorRig, n: int, kubectl: bool = False) -> dict[str, float]:
+    """N TaskWorkflows created → all Succeeded, against N by POST /workflows → all Succeeded.
+
+    Both sides send their N one after the other over HTTP: N creates to the API server,
+    N POSTs to the API. With `kubectl` the N go in as one `kubectl apply` of N documents
+    instead, which adds kubectl's own start and discovery (0.5-1 s here) to the figure.
+    """
+    via_operator = created_until_succeeded(rig, rig.kube.namespace("b6"), n, kubectl)
 
     started = time.monotonic()
     with rig.api.client(timeout=30) as client:
@@ -240,6 +265,93 @@ def b6(rig: OperatorRig, n: int, kubectl: bool = False) -> dict[str, float]:
         wait_all(done, n, "B6 API")
     via_api = time.monotonic() - started
     return {"operator_s": via_operator, "api_s": via_api, "ratio": via_operator / via_api}
+
+
+def request_counts(metrics: str) -> dict[str, float]:
+    """`apiserver_request_total` from the API server's /metrics, by "VERB resource[/sub]"."""
+    counts: defaultdict[str, float] = defaultdict(float)
+    for line in metrics.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(LABEL.findall(line))
+        sub = labels.get("subresource", "")
+        counts[f"{labels['verb']} {labels['resource']}{'/' + sub if sub else ''}"] += float(
+            line.rsplit(" ", 1)[1]
+        )
+    return dict(counts)
+
+
+def writes_per_resource(
+    before: dict[str, float], after: dict[str, float], n: int
+) -> dict[str, float]:
+    """The writes on TaskWorkflows and Events between two readings, per TaskWorkflow."""
+    return {
+        key: (count - before.get(key, 0.0)) / n
+        for key, count in after.items()
+        if key.split(" ")[0] in WRITE_VERBS
+        and key.split(" ")[1].split("/")[0] in ("taskworkflows", "events")
+        and count > before.get(key, 0.0)
+    }
+
+
+def b6_writes(rig: OperatorRig, n: int) -> dict[str, float]:
+    """B6's operator side, counted: the API server's writes per small TaskWorkflow.
+
+    Counted on a control plane of the rig's own: the request counter has no namespace,
+    so any other writer (another test's operator) would be counted too. After a warm-up,
+    as the harness's B6: a cold operator's first dispatches outlast the first read.
+    """
+    until_announced(rig, 2)
+    before = request_counts(rig.kube.metrics())
+    until_announced(rig, n)
+    return writes_per_resource(before, request_counts(rig.kube.metrics()), n)
+
+
+def until_announced(rig: OperatorRig, n: int) -> None:
+    """N small TaskWorkflows created, Succeeded, and their final Events posted."""
+    ns = rig.kube.namespace("b6")
+    created_until_succeeded(rig, ns, n)
+    wait_all(lambda: ended_and_announced(rig.kube, ns), n, "B6's final Events")
+
+
+def ended_and_announced(kube: Kube, ns: str) -> int:
+    """TaskWorkflows in `ns` whose final Event is posted: kopf posts Events from a queue
+    of its own, so the last one can follow the status PATCH that ended its resource."""
+    final = {
+        i["metadata"]["name"]: c["reason"]
+        for i in kube.items(ns)
+        for c in i.get("status", {}).get("conditions", [])
+        if c["type"] == "Succeeded" and c["status"] != "Unknown"
+    }
+    events = kube.http.get(f"/api/v1/namespaces/{ns}/events")
+    events.raise_for_status()
+    announced = {(e["involvedObject"]["name"], e["reason"]) for e in events.json()["items"]}
+    return sum((name, reason) in announced for name, reason in final.items())
+
+
+def profile_b6(rig: OperatorRig, n: int, seconds: int, path: Path) -> dict[str, float]:
+    """The API server's CPU profile (Go pprof) over B6's operator side, run back to back.
+
+    Needs a rig whose API server serves /debug/pprof (`operator_rig(profiling=True)`);
+    read it with `go tool pprof -top <kube-apiserver> <path>`.
+    """
+    profile: list[httpx.Response] = []
+    params = {"seconds": str(seconds)}
+    timeout = httpx.Timeout(60, read=seconds + 60)
+    fetch = Thread(
+        target=lambda: profile.append(
+            rig.kube.http.get("/debug/pprof/profile", params=params, timeout=timeout)
+        )
+    )
+    fetch.start()
+    runs, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        created_until_succeeded(rig, rig.kube.namespace("b6"), n)
+        runs += 1
+    fetch.join()
+    profile[0].raise_for_status()
+    path.write_bytes(profile[0].content)
+    return {"runs": runs, "resources": runs * n, "seconds": seconds}
 
 
 # ---------------------------------------------------------------- B6b
@@ -540,7 +652,7 @@ def main() -> None:
     """`python -m bench.operator_rows`: the rows on a fresh rig, printed as JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
-    parser.add_argument("--only", default="B6,B6-kubectl,B6b,B6c,B6d")
+    parser.add_argument("--only", default="B6,B6-kubectl,B6-writes,B6b,B6c,B6d")
     parser.add_argument(
         "--operator-pythonpath", default=None,
         help="run the operator from this copy of celery_harder_operator (a before/after run)",
@@ -548,6 +660,11 @@ def main() -> None:
     parser.add_argument("--poll-interval", type=float, default=None)
     parser.add_argument("--finished", type=int, default=None, help="B6d's resources")
     parser.add_argument("--ttl", type=int, default=None, help="B6d: their TTL in seconds")
+    parser.add_argument(
+        "--apiserver-profile", type=Path, default=None,
+        help="write the API server's CPU profile over B6's operator side here (row B6-profile)",
+    )  # fmt: skip
+    parser.add_argument("--profile-seconds", type=int, default=15)
     args = parser.parse_args()
     size = SIZES[args.size]
     rows = {r.strip() for r in args.only.split(",")}
@@ -557,17 +674,27 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="operator-rows-") as tmp,
         running_redis(Path(tmp) / "redis") as server,
         operator_rig(
-            server, Path(tmp) / "rig", poll_interval=args.poll_interval, operator_env=env
+            server,
+            Path(tmp) / "rig",
+            poll_interval=args.poll_interval,
+            operator_env=env,
+            profiling=args.apiserver_profile is not None,
         ) as rig,
     ):
         print(f"operator pid {rig.operator_pid()}", flush=True)
         steps: dict[str, Callable[[], dict[str, float]]] = {
             "B6": lambda: b6(rig, size.workflows),
             "B6-kubectl": lambda: b6(rig, size.workflows, kubectl=True),
+            "B6-writes": lambda: b6_writes(rig, size.workflows),
+            "B6-profile": lambda: profile_b6(
+                rig, size.workflows, args.profile_seconds, args.apiserver_profile
+            ),
             "B6b": lambda: b6b(rig, size.throughput),
             "B6c": lambda: b6c(rig, size.chain_steps),
             "B6d": lambda: b6d(rig, args.finished or size.finished, size.window, args.ttl),
         }
+        if args.apiserver_profile is not None:
+            rows.add("B6-profile")
         for row, measure in steps.items():
             if row in rows:
                 out[row] = measure()

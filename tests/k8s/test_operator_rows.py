@@ -11,11 +11,13 @@ CELERY_HARDER_BENCH_OPERATOR_SIZE=full runs the real sizes.
 import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from bench import operator_rows as rows
 from bench.sizes import SIZES
+from celery_harder_dev.stack import running_redis
 from tests.support.operator_process import running_operator
 from tests.support.stack import ApiServer, StackEnv, Worker
 
@@ -58,3 +60,25 @@ def test_b6d_finished_resources_are_left_alone(rig: rows.OperatorRig) -> None:
     found = rows.b6d(rig, SIZE.finished, SIZE.window)
     assert found["written"] == 0, found
     assert positive(found["ratio"]) and found["idle_cpu_s"] >= 0, found
+
+
+@pytest.fixture(scope="module")
+def own_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rows.OperatorRig]:
+    """The bench's rig: a control plane, Redis, worker, API and operator of its own."""
+    workdir: Path = tmp_path_factory.mktemp("writes")
+    with running_redis(workdir / "redis") as server, rows.operator_rig(server, workdir) as rig:
+        yield rig
+
+
+def test_a_small_workflow_costs_the_api_server_five_writes(own_rig: rows.OperatorRig) -> None:
+    """B6's write budget per TaskWorkflow: its create, kopf's finalizer PATCH, the first
+    read's /status PATCH and two Events (Dispatched, then the final phase's)."""
+    writes = rows.b6_writes(own_rig, SIZE.workflows)
+    status = writes.pop("PATCH taskworkflows/status", 0.0)
+    finalizer = writes.pop("PATCH taskworkflows", 0.0)
+    assert writes == {"POST taskworkflows": 1.0, "POST events": 2.0}, writes
+    # Slack for a run that outlasts the create handler's wait (a `Running` /status PATCH
+    # before the final one) and for a handler kopf retried (its progress annotation
+    # written, then purged). A write added to every resource moves a figure by 1.
+    assert 1.0 <= finalizer <= 1.5, finalizer
+    assert 1.0 <= status <= 2.0, status
