@@ -42,10 +42,9 @@ REDIS_TLS_SERVER="$CACHE_ROOT/redis/redis-server"  # celery_harder_dev.local_pro
 mkdir -p "$(dirname "$REDIS_TLS_SERVER")"
 ln -sfn "$(command -v redis-check-rdb)" "$REDIS_TLS_SERVER"
 
-GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
-[[ -x "$GO" ]] || die "no Go toolchain (needed for the Go module proxy)"
-export GOMODCACHE="$CACHE_ROOT/go/mod" GOCACHE="$CACHE_ROOT/go/build"
-export GOFLAGS="-mod=mod -trimpath -buildvcs=false" GOTOOLCHAIN=local GOWORK=off
+# shellcheck source-path=SCRIPTDIR source=lib/build-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/build-common.sh"
+go_env  # the build scripts' Go environment and caches (needed for the Go module proxy)
 
 modules=(
   "github.com/kedacore/keda/v2@$KEDA_VERSION"
@@ -66,7 +65,7 @@ if [[ ! -x "$SKAFFOLD_BIN" ]]; then
   work="$(mktemp -d)"
   cp -r "$src/." "$work" && chmod -R u+w "$work"
   mkdir -p "$(dirname "$SKAFFOLD_BIN")"
-  (cd "$work" && CGO_ENABLED=0 "$GO" build -ldflags "-s -w" -o "$SKAFFOLD_BIN.new" ./cmd/skaffold) \
+  (cd "$work" && "$GO" build -ldflags "-s -w" -o "$SKAFFOLD_BIN.new" ./cmd/skaffold) \
     || die "go build skaffold failed"
   mv "$SKAFFOLD_BIN.new" "$SKAFFOLD_BIN"
   rm -rf "$work"

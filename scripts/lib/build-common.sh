@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by the build scripts (build-control-plane.sh, build-node.sh,
-# build-cluster-images.sh): the Go environment, logged steps, one run at a time.
+# build-cluster-images.sh, install-test-deps.sh): the Go environment, logged steps, one
+# run at a time.
 # The sourcing script defines log() and die() and sets CACHE_ROOT and WORK first.
 
 # go_env: find the Go toolchain (GO, else go on PATH, else /usr/local/go/bin/go) and
