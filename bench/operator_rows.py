@@ -569,22 +569,30 @@ def delete_all(kube: Kube, timeout: float = RUN_TIMEOUT) -> None:
 
 
 def run(server: RedisServer, workdir: Path, size: Size) -> Results:
-    """The harness's operator group: B6, B6b and B6c `size.reps` times, then B6d, on one rig.
+    """The harness's operator group: B6, B6b and B6c `size.reps` times, B6's writes
+    counted `size.reps` times, then B6d, on one rig.
 
     B6d comes last, once the earlier rows' resources are deleted: it needs a cluster with
     no TaskWorkflow for its baseline, and leaves its N finished ones behind.
     """
     n, steps, many = size.workflows, size.chain_steps, size.throughput
-    found: dict[str, list[dict[str, float]]] = {"B6": [], "B6b": [], "B6c": []}
+    found: dict[str, list[dict[str, float]]] = {"B6": [], "B6w": [], "B6b": [], "B6c": []}
     with operator_rig(server, workdir / "b6", concurrency=size.concurrency) as rig:
         b6(rig, 2)  # warm-up: the first connections, imports and watch events
         for _ in range(size.reps):
             found["B6"].append(b6(rig, n))
             found["B6b"].append(b6b(rig, many))
             found["B6c"].append(b6c(rig, steps))
+        # After the timed rows, so that each of them runs as it did before this count.
+        found["B6w"] = [b6_writes(rig, n) for _ in range(size.reps)]
         delete_all(rig.kube)
         idle, loaded, written = b6d_samples(rig, size.finished, size.window, size.reps)
     op = [r["operator_s"] for r in found["B6"]]
+    writes = [sum(r.values()) for r in found["B6w"]]
+    by_kind = {
+        kind: median([r.get(kind, 0.0) for r in found["B6w"]])
+        for kind in sorted({k for r in found["B6w"] for k in r})
+    }
     api = [r["api_s"] for r in found["B6"]]
     per_min = [r["per_minute"] for r in found["B6b"]]
     argo = [ARGO_DEFAULT] * len(per_min)
@@ -598,6 +606,9 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
             "(operator)", "s", Figure.of(op),
             f"the same {n} sent one after the other to POST /workflows", ratios(op, api),
             Figure.of(api)),
+        Row("B6", f"the API server's writes per TaskWorkflow, {n} created one after the "
+            "other (as B6, counted by its request counter)", "writes", Figure.of(writes),
+            "— (POST /workflows writes nothing there)", None),
         Row("B6b", "TaskWorkflows completed per minute through the API server", "wf/min",
             Figure.of(per_min), "Argo Workflows' published 270 wf/min (default; 810 tuned)",
             ratios(per_min, argo), Figure.of(argo)),
@@ -632,6 +643,10 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
         f"B6 creates its {n} with sequential POSTs to the API server and sends the baseline's "
         f"{n} as sequential POST /workflows: like for like (`python -m bench.operator_rows "
         "--only B6-kubectl` gives one `kubectl apply` instead, which adds kubectl's start). "
+        f"B6's writes: {n} more TaskWorkflows, {size.reps} times after the timed rows, medians "
+        "per TaskWorkflow: "
+        + ", ".join(f"{kind} {fmt(count)}" for kind, count in by_kind.items())
+        + " (bench/operator_rows.md: what each costs the API server). "
         f"B6b: {many} created at once (8 threads). B6c: (chain of {steps} − one task) ÷ "
         f"{steps - 1}, each created alone. B6, B6b and B6c see the TaskWorkflows finish "
         "through a watch on their namespace, as `kubectl wait` does (until this session a "
