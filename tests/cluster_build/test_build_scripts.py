@@ -67,6 +67,7 @@ def run(args: list[str], env: dict[str, str] | None = None) -> str:
     "script",
     [
         *SCRIPTS,
+        "scripts/run-tests.sh",
         *sorted(
             str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "scripts" / "lib").glob("*.sh")
         ),
