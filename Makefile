@@ -85,10 +85,10 @@ test-cluster: cluster-deps
 test-fast: load-tools tools celery-exporter lint typecheck
 	$(BIN)/pytest tests/unit tests/stack tests/resilience tests/devstack
 
-# The installs and the images first; then scripts/run-tests.sh builds the control plane
-# and the node in the background, at the lowest priority, while lint, the type check and
-# the tests that need neither run, and runs the rest as their builds are ready.
-test: venv tools test-deps load-tools images
+# scripts/run-tests.sh builds the control plane and the node in the background, at the
+# lowest priority, while the installs, lint, the type check and the tests that need no
+# build run; then the rest, as their builds are ready.
+test:
 	PYTEST=$(BIN)/pytest bash scripts/run-tests.sh
 
 # B6 needs kubectl and the T2 control plane; the harness installs the rest itself

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# make test's test run: lint, types, then pytest in three phases, while the T2 control
-# plane and the node build in the background at the lowest CPU priority.
+# make test: the installs, lint, types, then pytest in three phases, while the T2 control
+# plane and the node build in the background at the lowest CPU and I/O priority.
 #
-#   scripts/run-tests.sh            (make test runs it after the installs and the images)
+#   scripts/run-tests.sh            (what `make test` runs)
 #   scripts/run-tests.sh --plan     print the phases and check that they cover tests/
 #
-# Why: on a cold machine the Go builds take some 30 minutes of both cores, and the tests
-# that need no build leave about half the CPU idle. So the builds start first, niced, and
-# the tests run in the order of what they need:
+# Why: on a cold machine the Go builds take some 30 minutes of both cores, while the
+# installs wait on the network and the tests that need no build leave CPU idle. So the
+# control plane's build starts first, niced, and the tests run in the order of what
+# they need:
 #   1. no build:       T0, T1, the chart's rendering, the dev loop's files
 #   2. control plane:  T2 (kube-apiserver, etcd), T3 (the images), the benchmarks
 #   3. the node:       its build outputs, then T4-local
+# The background goes on from the control plane to the node only once the foreground's
+# installs are done (a lock held meanwhile): both use apt-get, which allows one at a time.
 # Before phases 2 and 3 the foreground runs the same `make` targets itself. The build
 # scripts hold a lock while they build and return at once from their cache, so that step
 # waits for the background build, or builds what the background has not reached (a
@@ -18,7 +21,7 @@
 # finds everything cached and runs the phases back to back.
 #
 # Every phase runs even when an earlier one failed, so one run shows every failure; the
-# exit status is non-zero if any phase, build, lint or type check failed.
+# exit status is non-zero if an install, a build, lint, the type check or a phase failed.
 #
 # Environment:
 #   PYTEST          pytest to run (default .venv/bin/pytest)
@@ -39,7 +42,8 @@ PHASE_DIRS=(
 )
 # what each phase needs built first (make targets); the background builds them all
 PHASE_NEEDS=("" "control-plane" "control-plane cluster-images")
-BACKGROUND_TARGETS=(control-plane cluster-images)
+# the foreground's installs, before lint (the venv) and the phases
+INSTALLS=(venv tools test-deps load-tools images)
 
 START=$(date +%s)
 log() { printf '[run-tests +%4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
@@ -73,17 +77,26 @@ CACHE_ROOT="${CELERY_HARDER_CACHE:-$HOME/.cache/celery-harder}"
 BACKGROUND_LOG="$CACHE_ROOT/logs/background-build.log"
 
 # the background build: its own process group, so that one kill stops make and go alike;
-# SCHED_IDLE (else nice 19) and the idle I/O class, so that it takes what the tests leave
+# SCHED_IDLE (else nice 19) and the idle I/O class, so that it takes what the rest leaves
 lowest=(nice -n 19)
 command -v chrt >/dev/null 2>&1 && lowest=(chrt --idle 0)
 command -v ionice >/dev/null 2>&1 && lowest+=(ionice -c 3)
 mkdir -p "$(dirname "$BACKGROUND_LOG")"
-log "background: ${lowest[*]} make ${BACKGROUND_TARGETS[*]} (log: $BACKGROUND_LOG)"
-setsid "${lowest[@]}" make --no-print-directory "${BACKGROUND_TARGETS[@]}" >"$BACKGROUND_LOG" 2>&1 &
+installs_lock="$CACHE_ROOT/logs/.installs.lock"
+exec 8>"$installs_lock"
+flock 8  # released when the installs are done; the node's build waits for it
+log "background: ${lowest[*]} make control-plane, then cluster-images (log: $BACKGROUND_LOG)"
+# shellcheck disable=SC2016  # $1 is the inner bash's: the lock's path
+setsid "${lowest[@]}" bash -c 'make --no-print-directory control-plane \
+  && flock "$1" make --no-print-directory cluster-images' background "$installs_lock" \
+  8>&- >"$BACKGROUND_LOG" 2>&1 &
 BACKGROUND=$!
 stop_background() { kill -- "-$BACKGROUND" 2>/dev/null || true; }
 trap stop_background EXIT
 
+make --no-print-directory "${INSTALLS[@]}"
+flock -u 8
+exec 8>&-
 make --no-print-directory lint typecheck
 
 failed=()
