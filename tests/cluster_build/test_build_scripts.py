@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.35.4")
@@ -160,6 +161,38 @@ def test_runc_is_installed() -> None:
     if not Path(runc).is_file():
         pytest.fail(f"runc is missing: run `bash {NODE} runc`", pytrace=False)
     assert "runc version 1." in run([runc, "--version"])
+
+
+COREFILE_MANIFEST = (
+    REPO_ROOT / "services" / "dev" / "celery_harder_dev" / "cluster" / "manifests" / "coredns.yaml"
+)
+
+
+def corefile_directives(corefile: str) -> set[str]:
+    """The directives of a Corefile's server blocks: the first word of each line one level in."""
+    directives, depth = set(), 0
+    for line in corefile.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words and depth == 1 and words[0] != "}":
+            directives.add(words[0])
+        depth += line.count("{") - line.count("}")
+    return directives
+
+
+def test_corefile_directives_reads_the_server_blocks_only() -> None:
+    corefile = "a:53 b:53 {\n  errors\n  health {\n    lameduck 2s\n  }\n  cache 30 # c\n}\n"
+    assert corefile_directives(corefile) == {"errors", "health", "cache"}
+
+
+def test_coredns_has_every_plugin_the_node_corefile_uses() -> None:
+    # scripts/build-node.sh builds CoreDNS with a chosen set of plugins (prepare_coredns)
+    (config_map,) = (
+        d for d in yaml.safe_load_all(COREFILE_MANIFEST.read_text()) if d["kind"] == "ConfigMap"
+    )
+    used = corefile_directives(config_map["data"]["Corefile"])
+    assert {"kubernetes", "health", "ready"} <= used
+    path = need_file(cache_root() / N / "coredns" / "v1.15.0" / "coredns", NODE)
+    assert used <= set(run([str(path), "-plugins"]).split())
 
 
 def go_binary() -> str:
