@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from celery_harder_dev.cluster.addons import manifest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.35.4")
 SCRIPTS = (
@@ -163,11 +165,6 @@ def test_runc_is_installed() -> None:
     assert "runc version 1." in run([runc, "--version"])
 
 
-COREFILE_MANIFEST = (
-    REPO_ROOT / "services" / "dev" / "celery_harder_dev" / "cluster" / "manifests" / "coredns.yaml"
-)
-
-
 def corefile_directives(corefile: str) -> set[str]:
     """The directives of a Corefile's server blocks: the first word of each line one level in."""
     directives, depth = set(), 0
@@ -186,9 +183,10 @@ def test_corefile_directives_reads_the_server_blocks_only() -> None:
 
 def test_coredns_has_every_plugin_the_node_corefile_uses() -> None:
     # scripts/build-node.sh builds CoreDNS with a chosen set of plugins (prepare_coredns)
-    (config_map,) = (
-        d for d in yaml.safe_load_all(COREFILE_MANIFEST.read_text()) if d["kind"] == "ConfigMap"
+    rendered = manifest(
+        "coredns.yaml", image="coredns", cluster_domain="cluster.local", dns_service_ip="10.0.0.10"
     )
+    (config_map,) = (d for d in yaml.safe_load_all(rendered) if d["kind"] == "ConfigMap")
     used = corefile_directives(config_map["data"]["Corefile"])
     assert {"kubernetes", "health", "ready"} <= used
     path = need_file(cache_root() / N / "coredns" / "v1.15.0" / "coredns", NODE)
