@@ -6,8 +6,10 @@ worker, idle and consuming, is stopped (SIGSTOP to its process group), N message
 loaded into its real queue, and the clock runs from SIGCONT until the harness sees
 the queue drained:
 
-- celery-harder: every task's start mark (keys.STARTED) exists, and the queue and
-  the pool's unacked hash are empty (acks are late: a task is acknowledged once done);
+- celery-harder: the queue and the pool's unacked hash are empty (acks are late: a
+  task is acknowledged once done), and with results every task's start mark
+  (keys.STARTED) exists; without, a task that stores nothing in Redis (neither mark
+  nor result), a sentinel sent last has stored its result;
 - raw Celery with results: every result reads SUCCESS;
 - systems without results: a sentinel task sent last has run, and the queue is empty
   (at most the messages other processes had prefetched may still be finishing).
@@ -147,15 +149,22 @@ def celery_harder_system(
 
     def load(count: int) -> Callable[[], bool]:
         ids, messages = celery_messages(client.app, "add", "celery", count, ignore_result, rc)
+        if ignore_result:  # such a task leaves nothing in Redis: a stored sentinel, sent last
+            ids, last = celery_messages(client.app, "add", "celery", 1, False, rc)
+            messages += last
         push(rc, "celery", messages)
-        started = [keys.STARTED + t for t in ids]
+        # With results: every start mark; without: the sentinel's stored result.
+        marks = [keys.STARTED + t for t in ids] if not ignore_result else []
+        sentinel = client.meta_key(ids[0]) if ignore_result else None
 
         def done() -> bool:
             if rc.llen("celery") or rc.hlen(settings.unacked_key):
                 return False
+            if sentinel is not None:
+                return b'"SUCCESS"' in (rc.get(sentinel) or b"")
             return all(
-                rc.exists(*started[i : i + CHUNK]) == len(started[i : i + CHUNK])
-                for i in range(0, len(started), CHUNK)
+                rc.exists(*marks[i : i + CHUNK]) == len(marks[i : i + CHUNK])
+                for i in range(0, len(marks), CHUNK)
             )
 
         return done

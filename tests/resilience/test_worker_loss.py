@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from celery_harder.keys import DELIVERIES
+from celery_harder.keys import DELIVERIES, STARTED
 from celery_harder.results import TaskStatus
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
@@ -108,3 +108,39 @@ def test_a_task_that_always_kills_its_process_is_bounded(private_stack) -> None:
             )
         done = wait_state(client, task_id, {"FAILURE"})
     assert done.error is not None and done.error.type == "TooManyDeliveries"
+
+
+def test_a_task_without_result_starts_untracked_and_its_redeliveries_are_counted(
+    private_stack,
+) -> None:
+    """Its first delivery writes nothing before its body; each copy after a kill counts
+    that first one too, so the bound holds: the third start (limit 2) never runs."""
+    server, stack, client = private_stack
+    stack.extra["CELERY_HARDER_MAX_DELIVERIES"] = "2"
+    r = server.client()
+    settings = Settings(broker_url=server.url())
+    with running_worker(stack, "w1", concurrency=1) as worker:
+        task_id = client.app.send_task("sleep", [30], ignore_result=True).id
+        victims = []
+        for count in (None, b"2"):
+            progress = wait_status(
+                client, task_id,
+                lambda s: s.state == "PROGRESS" and s.progress["pid"] not in victims,
+                "a new run of the task", 60,
+            ).progress  # fmt: skip
+            assert r.get(DELIVERIES + task_id) == count
+            assert (r.exists(STARTED + task_id) == 1) == (count is not None)
+            victims.append(int(progress["pid"]))
+            os.kill(victims[-1], signal.SIGKILL)
+        wait_until(
+            lambda: (
+                r.get(DELIVERIES + task_id) == b"3"
+                and not r.llen(settings.queue)
+                and not r.hlen(settings.unacked_key)
+            ),
+            60,
+            "the third delivery counted and acknowledged",
+        )
+        assert worker.process.poll() is None
+    status = client.status(task_id)
+    assert status is not None and status.progress["pid"] == victims[-1]  # it never ran again

@@ -70,6 +70,22 @@ def test_the_default_profile_is_celery_config_and_fast_changes_delivery_only() -
         Settings(worker_profile="turbo")
 
 
+@pytest.mark.parametrize(
+    ("kind", "backend_class"),
+    [("send_only", "SendOnlyRedisBackend"), ("worker", "WorkerRedisBackend"),
+     ("neither", "RedisBackend")],
+)  # fmt: skip
+def test_each_app_keeps_its_result_backend_class_when_the_seed_variable_is_set(
+    monkeypatch: pytest.MonkeyPatch, kind: str, backend_class: str
+) -> None:
+    # Celery's own conf.result_backend would take the variable's plain URL instead.
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://r:2/1")
+    flags = {"send_only": kind == "send_only", "worker": kind == "worker"}
+    app = create_celery_app("t", Settings(broker_url="redis://b:1/0"), **flags)
+    assert type(app.backend).__name__ == backend_class
+    assert app.backend.connparams["host"] == "r"  # the variable's URL, through Settings
+
+
 def test_app_refuses_pickle() -> None:
     app = create_celery_app("t", Settings())
     assert "pickle" not in app.conf.accept_content

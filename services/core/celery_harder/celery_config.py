@@ -6,6 +6,7 @@ from celery import Celery
 
 from celery_harder.client_backend import client_backend_url
 from celery_harder.settings import Settings, get_settings
+from celery_harder.worker_backend import worker_backend_url
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -130,16 +131,20 @@ def create_celery_app(
     """A Celery app configured from settings; the worker adds `include`.
 
     `send_only` apps (the API, the operator) never wait on results through Celery;
-    the `worker` app takes its profile's settings (worker_config).
+    the `worker` app takes its profile's settings (worker_config) and writes states
+    in one round trip (WorkerRedisBackend).
     """
     settings = settings or get_settings()
     backend = settings.result_backend_url
-    app = Celery(
-        main,
-        broker=settings.broker_url,
-        backend=client_backend_url(backend) if send_only else backend,
-        include=include or [],
-    )
+    if send_only:
+        backend = client_backend_url(backend)
+    elif worker:
+        backend = worker_backend_url(backend)
+    app = Celery(main, broker=settings.broker_url, include=include or [])
+    # Celery's conf.result_backend prefers the CELERY_RESULT_BACKEND variable (the seed's
+    # name, set in every pod) to the app's own setting, which drops the class chosen
+    # above; backend_cls is read before both. Settings read that variable already.
+    app.backend_cls = backend
     app.conf.update(worker_config(settings) if worker else celery_config(settings))
     if send_only:
         # Clients answer 503 within redis_timeout; they must never wait out an outage.

@@ -29,6 +29,15 @@ def leaf_task_id(workflow_id: str, path: str) -> str:
     return str(uuid.uuid5(TASK_ID_NAMESPACE, f"{workflow_id}/{path}"))
 
 
+def may_be_leaf_task_id(task_id: str) -> bool:
+    """False for an id no workflow leaf has: leaf ids are UUIDs of version 5, Celery's
+    own are version 4 (a caller's own version-5 id is taken for a leaf's)."""
+    try:
+        return uuid.UUID(task_id).version == 5
+    except ValueError:
+        return False
+
+
 def workflow_leaves(workflow_id: str, node: Node) -> list[Leaf]:
     """Every leaf with its deterministic id, in spec order."""
     return [Leaf(t.path, t.task, leaf_task_id(workflow_id, t.path)) for t in leaves(node)]

@@ -1,0 +1,83 @@
+"""T1: the worker's result backend writes a state in one script call and keeps a SUCCESS.
+
+A private redis-server counts the commands (INFO commandstats, which counts the
+commands a script runs too) and a subscriber on the task's channel sees what is
+published, as the operator and result waiters do.
+"""
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from celery_harder.celery_config import create_celery_app
+from celery_harder.settings import Settings
+from celery_harder.worker_backend import WorkerRedisBackend
+from celery_harder_dev.stack import RedisServer
+
+
+@pytest.fixture
+def worker_app(private_redis: RedisServer) -> Iterator[Celery]:
+    app = create_celery_app("t", Settings(broker_url=private_redis.url(0)), worker=True)
+    assert isinstance(app.backend, WorkerRedisBackend)
+    yield app
+    app.close()
+
+
+def calls(r: redis.Redis) -> dict[str, int]:
+    """Commands since the last CONFIG RESETSTAT, but those that reset and read the count."""
+    stats = r.info("commandstats")
+    counted = {name.removeprefix("cmdstat_"): s["calls"] for name, s in stats.items()}
+    return {k: v for k, v in counted.items() if k not in ("config", "info")}
+
+
+def published(pubsub: redis.client.PubSub, count: int) -> list[dict[str, object]]:
+    """The next `count` metas published on the subscribed channel, within 10 s."""
+    seen: list[dict[str, object]] = []
+    deadline = time.monotonic() + 10
+    while len(seen) < count and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "message":
+            seen.append(json.loads(message["data"]))
+    return seen
+
+
+def test_a_state_write_is_one_script_call_that_stores_expires_and_publishes(
+    worker_app: Celery, private_redis: RedisServer
+) -> None:
+    task_id = str(uuid.uuid4())
+    key = worker_app.backend.get_key_for_task(task_id)
+    r = redis.Redis.from_url(private_redis.url(0))
+    pubsub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(key)
+    worker_app.backend.mark_as_started(task_id)  # loads the script (one EVALSHA miss)
+    r.config_resetstat()
+    worker_app.backend.mark_as_done(task_id, 42)
+    counts = calls(r)
+    # Celery's own backend: GET, then MULTI, SETEX, PUBLISH, EXEC in a second round trip.
+    assert counts == {"evalsha": 1, "get": 1, "set": 1, "publish": 1}, counts
+    meta = json.loads(r.get(key) or b"{}")
+    assert (meta["status"], meta["result"], meta["task_id"]) == ("SUCCESS", 42, task_id)
+    assert 0 < r.ttl(key) <= Settings().result_expires
+    assert [m["status"] for m in published(pubsub, 2)] == ["STARTED", "SUCCESS"]
+
+
+def test_a_stored_success_is_never_overwritten_nor_republished(
+    worker_app: Celery, private_redis: RedisServer
+) -> None:
+    task_id = str(uuid.uuid4())
+    key = worker_app.backend.get_key_for_task(task_id)
+    r = redis.Redis.from_url(private_redis.url(0))
+    worker_app.backend.mark_as_done(task_id, 1)
+    pubsub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(key)
+    # A late copy of the task (a redelivery) ends in FAILURE after the original succeeded.
+    worker_app.backend.mark_as_failure(task_id, RuntimeError("late copy"))
+    worker_app.backend.mark_as_started(task_id)
+    meta = json.loads(r.get(key) or b"{}")
+    assert (meta["status"], meta["result"]) == ("SUCCESS", 1)
+    assert published(pubsub, 1) == []
