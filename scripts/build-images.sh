@@ -8,7 +8,8 @@
 #   IMAGE_REPO           repository prefix (default: celery-harder) -> celery-harder/<svc>:<tag>
 #   CELERY_HARDER_IMAGE_CACHE
 #                        where the base stand-in is cached
-#                        (default: ~/.cache/celery-harder/images)
+#                        (default: $CELERY_HARDER_CACHE/images)
+#   CELERY_HARDER_CACHE  cache root (default ~/.cache/celery-harder)
 #   DEBIAN_MIRROR        mirror for debootstrap (default: http://deb.debian.org/debian)
 #   BUILDAH_LAYERS       "true" (default) reuses buildah's layer cache between runs
 #
@@ -53,7 +54,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_IMAGE="docker.io/library/python:3.11-slim-bookworm"
 # Bump when the stand-in recipe changes: a cached base with another value is rebuilt.
 STAND_IN_RECIPE="2"
-CACHE_DIR="${CELERY_HARDER_IMAGE_CACHE:-$HOME/.cache/celery-harder/images}"
+CACHE_DIR="${CELERY_HARDER_IMAGE_CACHE:-${CELERY_HARDER_CACHE:-$HOME/.cache/celery-harder}/images}"
 IMAGE_TAG="${IMAGE_TAG:-dev}"
 IMAGE_REPO="${IMAGE_REPO:-celery-harder}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
