@@ -35,6 +35,13 @@ def calls(r: redis.Redis) -> dict[str, int]:
     return {k: v for k, v in counted.items() if k not in ("config", "info")}
 
 
+def listening(r: redis.Redis, key: bytes) -> redis.client.PubSub:
+    """A subscriber on a task's result channel, as the operator and result waiters are."""
+    pubsub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub.subscribe(key)
+    return pubsub
+
+
 def published(pubsub: redis.client.PubSub, count: int) -> list[dict[str, object]]:
     """The next `count` metas published on the subscribed channel, within 10 s."""
     seen: list[dict[str, object]] = []
@@ -52,8 +59,7 @@ def test_a_state_write_is_one_script_call_that_stores_expires_and_publishes(
     task_id = str(uuid.uuid4())
     key = worker_app.backend.get_key_for_task(task_id)
     r = redis.Redis.from_url(private_redis.url(0))
-    pubsub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-    pubsub.subscribe(key)
+    pubsub = listening(r, key)
     worker_app.backend.mark_as_started(task_id)  # loads the script (one EVALSHA miss)
     r.config_resetstat()
     worker_app.backend.mark_as_done(task_id, 42)
@@ -73,8 +79,7 @@ def test_a_stored_success_is_never_overwritten_nor_republished(
     key = worker_app.backend.get_key_for_task(task_id)
     r = redis.Redis.from_url(private_redis.url(0))
     worker_app.backend.mark_as_done(task_id, 1)
-    pubsub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-    pubsub.subscribe(key)
+    pubsub = listening(r, key)
     # A late copy of the task (a redelivery) ends in FAILURE after the original succeeded.
     worker_app.backend.mark_as_failure(task_id, RuntimeError("late copy"))
     worker_app.backend.mark_as_started(task_id)
