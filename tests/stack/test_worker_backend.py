@@ -28,6 +28,17 @@ def worker_app(private_redis: RedisServer) -> Iterator[Celery]:
     app.close()
 
 
+@pytest.fixture
+def r(private_redis: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(private_redis.url(0))
+
+
+def fresh_task(app: Celery) -> tuple[str, bytes]:
+    """A new task id and its result key."""
+    task_id = str(uuid.uuid4())
+    return task_id, app.backend.get_key_for_task(task_id)
+
+
 def calls(r: redis.Redis) -> dict[str, int]:
     """Commands since the last CONFIG RESETSTAT, but those that reset and read the count."""
     stats = r.info("commandstats")
@@ -54,11 +65,9 @@ def published(pubsub: redis.client.PubSub, count: int) -> list[dict[str, object]
 
 
 def test_a_state_write_is_one_script_call_that_stores_expires_and_publishes(
-    worker_app: Celery, private_redis: RedisServer
+    worker_app: Celery, r: redis.Redis
 ) -> None:
-    task_id = str(uuid.uuid4())
-    key = worker_app.backend.get_key_for_task(task_id)
-    r = redis.Redis.from_url(private_redis.url(0))
+    task_id, key = fresh_task(worker_app)
     pubsub = listening(r, key)
     worker_app.backend.mark_as_started(task_id)  # loads the script (one EVALSHA miss)
     r.config_resetstat()
@@ -73,11 +82,9 @@ def test_a_state_write_is_one_script_call_that_stores_expires_and_publishes(
 
 
 def test_a_stored_success_is_never_overwritten_nor_republished(
-    worker_app: Celery, private_redis: RedisServer
+    worker_app: Celery, r: redis.Redis
 ) -> None:
-    task_id = str(uuid.uuid4())
-    key = worker_app.backend.get_key_for_task(task_id)
-    r = redis.Redis.from_url(private_redis.url(0))
+    task_id, key = fresh_task(worker_app)
     worker_app.backend.mark_as_done(task_id, 1)
     pubsub = listening(r, key)
     # A late copy of the task (a redelivery) ends in FAILURE after the original succeeded.
