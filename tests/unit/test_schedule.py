@@ -235,3 +235,13 @@ def test_last_success_only_moves_forward() -> None:
     assert sch.latest_success(runs, None) == at(1.5)
     assert sch.latest_success(runs, at(9)) == at(9)  # a deleted run's success is kept
     assert sch.latest_success([], None) is None
+
+
+def test_the_next_time_is_after_the_cursor_when_the_clock_is_behind_it() -> None:
+    schedule = every_minute()
+    created = T0.replace(second=2)  # stamped by an API server ahead of this clock
+    behind = created - timedelta(seconds=5)
+    assert sch.next_time(schedule, created, behind) == created.replace(second=0) + timedelta(
+        minutes=1
+    )
+    assert sch.next_time(schedule, behind, created) == sch.next_time(schedule, created, created)

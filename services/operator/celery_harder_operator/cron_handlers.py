@@ -156,7 +156,7 @@ def evaluate(
     prune(body, namespace, doomed)
     new = cst.schedule_status(
         status, decision=decision, last_schedule=last_schedule,
-        next_time=None if cron.suspend else schedule.next_after(now),
+        next_time=None if cron.suspend else sch.next_time(schedule, cursor, now),
         runs=[r for r in runs if r.name not in doomed], namespace=namespace,
         generation=generation, now=now,
     )  # fmt: skip

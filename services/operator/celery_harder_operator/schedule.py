@@ -163,6 +163,13 @@ class Due:
     earlier_through: datetime | None = None
 
 
+def next_time(schedule: Schedule, cursor: datetime, now: datetime) -> datetime:
+    """The next time a run can start: after now and after the cursor, since every time
+    up to the cursor is evaluated (a clock behind the API server's, which stamped the
+    creation, would otherwise show a time that never runs)."""
+    return schedule.next_after(max(cursor, now))
+
+
 def due_times(schedule: Schedule, cursor: datetime, now: datetime) -> Due:
     """Which scheduled times have passed since the cursor, bounded by MAX_COUNTED."""
     found: list[datetime] = []
