@@ -23,7 +23,7 @@ def local_cluster() -> Iterator[LocalCluster]:
     """The running node; started here unless it already ran."""
     cluster = LocalCluster()
     started = not cluster.running()
-    before = host.HostRecord.capture()
+    before = cluster.host_before()  # remains of an interrupted run are not the origin
     failure = None
     try:
         cluster.up()

@@ -99,10 +99,17 @@ class HostRecord:
         )
 
     @classmethod
+    def load(cls, path: Path) -> "HostRecord | None":
+        """The record of an earlier `up` that was never taken down, if there is one."""
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    @classmethod
     def load_or_capture(cls, path: Path) -> "HostRecord":
         """The record of an earlier `up` that was never taken down, else a new one, saved."""
-        if path.exists():
-            return cls(**json.loads(path.read_text()))
+        if (earlier := cls.load(path)) is not None:
+            return earlier
         record = cls.capture()
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(record), indent=2))

@@ -107,6 +107,11 @@ class LocalCluster:
             return False
         return self._apiserver_ready()
 
+    def host_before(self) -> host.HostRecord:
+        """The host as the first `up` found it: an interrupted node's record, else the host now."""
+        # An interrupted run leaves its changes behind; its record, not the host, is the origin.
+        return host.HostRecord.load(self.layout.host_record) or host.HostRecord.capture()
+
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.layout.pki / "ca.crt"))
         context.load_cert_chain(
