@@ -92,6 +92,47 @@ prepare_coredns() {
   (cd "$1" && "$GO" generate coredns.go)
 }
 
+# KEDA has no build-time choice of scalers: buildScaler's switch (between its
+# TRIGGERS-START and TRIGGERS-END markers) names all 70-odd, and pkg/scalers imports
+# every cloud SDK they use (Elasticsearch's typed API alone is some 960 packages, a
+# third of the operator's). This keeps the switch's cases for the trigger types below
+# and deletes the scaler files no kept case constructs: the chart's `redis` trigger
+# (tests/cluster_build checks the chart against the list), the rest of its Redis family
+# in the same two files, and the cpu and memory triggers. Any other type gets KEDA's own
+# "no scaler found for type" error. The operator and the adapter compile about half of
+# the packages they did.
+prepare_keda() {
+  local keep="cpu|memory|redis|redis-streams|redis-cluster|redis-cluster-streams|redis-sentinel|redis-sentinel-streams"
+  local builder="$1/pkg/scaling/scalers_builder.go"
+  grep -q 'TRIGGERS-END' "$builder" || die "KEDA's scalers_builder.go has no TRIGGERS markers"
+  awk -v keep="^($keep)\$" '
+    /TRIGGERS-START/ { inside = 1; kept = 1; print; next }
+    /TRIGGERS-END/   { inside = 0 }
+    inside && /^\tcase "[^"]+":$/ {
+      name = $0; sub(/^\tcase "/, "", name); sub(/":$/, "", name); kept = (name ~ keep)
+    }
+    inside && /^\tdefault:$/ { kept = 1 }
+    !inside || kept
+  ' "$builder" >"$builder.kept"
+  mv "$builder.kept" "$builder"
+  # The kept scalers use three constants that upstream defines in files deleted below:
+  # copied from those files first, so that their values stay upstream's.
+  local shared="externalMetricType|stringEnable|stringDisable"
+  local constants
+  constants="$(grep -hE "^[[:space:]]($shared)[[:space:]]+=" "$1"/pkg/scalers/*_scaler.go)"
+  (($(wc -l <<<"$constants") == 3)) || die "KEDA's scalers define $shared other than once each"
+  printf '%s\n' '// Written by scripts/build-node.sh (prepare_keda).' '' 'package scalers' '' \
+    'const (' "$constants" ')' >"$1/pkg/scalers/pruned_scalers_constants.go"
+  local file constructor used
+  for file in "$1"/pkg/scalers/*_scaler.go; do
+    used=0
+    while read -r constructor; do
+      grep -q "scalers\.$constructor(" "$builder" && used=1
+    done < <(sed -nE 's/^func (New[A-Za-z0-9]+)\(.*/\1/p' "$file")
+    ((used)) || rm "$file"
+  done
+}
+
 # components that are not a Go build
 OTHER_COMPONENTS=(runc pause)
 

@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -191,6 +192,30 @@ def test_coredns_has_every_plugin_the_node_corefile_uses() -> None:
     assert {"kubernetes", "health", "ready"} <= used
     path = need_file(cache_root() / N / "coredns" / "v1.15.0" / "coredns", NODE)
     assert used <= set(run([str(path), "-plugins"]).split())
+
+
+def keda_kept_triggers() -> set[str]:
+    """The trigger types prepare_keda in scripts/build-node.sh keeps in the node's KEDA."""
+    script = (REPO_ROOT / NODE).read_text()
+    body = script[script.index("prepare_keda() {") :]
+    (kept,) = re.findall(r'local keep="([^"]+)"', body[: body.index("\n}\n")])
+    return set(kept.split("|"))
+
+
+def test_keda_keeps_every_trigger_type_the_chart_renders() -> None:
+    # scripts/build-node.sh builds KEDA with a chosen set of scalers (prepare_keda)
+    template = REPO_ROOT / "charts" / "celery-harder" / "templates" / "keda" / "scaledobject.yaml"
+    used = set(re.findall(r"^\s*- type: (\S+)$", template.read_text(), re.MULTILINE))
+    assert used == {"redis"}
+    assert used <= keda_kept_triggers()
+
+
+@pytest.mark.parametrize("relpath", [f"{N}/keda/v2.21.0/keda", f"{N}/keda/v2.21.0/keda-adapter"])
+def test_keda_links_the_redis_scaler_and_not_the_pruned_ones(relpath: str) -> None:
+    modules = run([go_binary(), "version", "-m", str(need_file(cache_root() / relpath, NODE))])
+    assert "\tgithub.com/redis/go-redis/v9\t" in modules
+    # the Elasticsearch scalers' client, the largest of the pruned dependencies
+    assert "github.com/elastic/go-elasticsearch" not in modules
 
 
 def go_binary() -> str:
