@@ -1,8 +1,11 @@
-"""T0: the worker's hot-path changes: one kombu client per channel, batched task events."""
+"""T0: the hot-path changes: one kombu client per channel, batched task events, hiredis."""
 
 from typing import Any
 
+import redis
+import redis.asyncio
 from kombu.transport import redis as kombu_redis
+from redis._parsers import _AsyncHiredisParser, _HiredisParser
 
 from background import catalog_only, kombu_client
 from background.catalog_only import CatalogOnlyConsumer
@@ -63,3 +66,14 @@ def test_buffered_task_events_are_flushed_once_per_interval(monkeypatch) -> None
     clock[0] += catalog_only.EVENT_FLUSH_STALE + 0.1
     consumer.on_send_event_buffered()
     assert len(consumer.hub.later) == 2
+
+
+def test_redis_replies_are_parsed_by_hiredis() -> None:
+    # redis-py falls back to its pure-Python parser, silently, when hiredis is missing.
+    url = "redis://127.0.0.1:6379/0"
+    sync = redis.Redis.from_url(url).connection_pool.make_connection()
+    kombu = kombu_redis.Channel.connection_class(host="127.0.0.1")  # kombu's pools build these
+    asynchronous = redis.asyncio.Redis.from_url(url).connection_pool.make_connection()
+    assert isinstance(sync._parser, _HiredisParser)
+    assert isinstance(kombu._parser, _HiredisParser)
+    assert isinstance(asynchronous._parser, _AsyncHiredisParser)
