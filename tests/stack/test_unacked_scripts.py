@@ -57,6 +57,13 @@ def record(channel: Any, r: redis.Redis, tag: str) -> tuple[list[Any], float | N
     return (json.loads(raw) if raw else []), r.zscore(channel.unacked_index_key, tag)
 
 
+@pytest.fixture
+def kombu_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kombu's own QoS.append and ack for the test's start, and again after it."""
+    monkeypatch.setattr(kombu_redis.QoS, "append", unacked.UPSTREAM_APPEND)
+    monkeypatch.setattr(kombu_redis.QoS, "ack", unacked.UPSTREAM_ACK)
+
+
 def take_and_ack(channel: Any, r: redis.Redis, body: str) -> tuple[list[Any], dict[str, int]]:
     t0 = time.time()
     message, sent = deliver(channel, r, body)
@@ -68,12 +75,10 @@ def take_and_ack(channel: Any, r: redis.Redis, body: str) -> tuple[list[Any], di
 
 
 def test_a_delivery_is_recorded_as_kombu_records_it_and_an_ack_forgets_it(
-    channel: Any, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    channel: Any, r: redis.Redis, kombu_methods: None
 ) -> None:
-    monkeypatch.setattr(kombu_redis.QoS, "append", unacked.UPSTREAM_APPEND)
-    monkeypatch.setattr(kombu_redis.QoS, "ack", unacked.UPSTREAM_ACK)
     upstream, upstream_sent = take_and_ack(channel, r, "same body")
-    unacked.install()  # monkeypatch puts kombu's methods back after the test
+    unacked.install()  # kombu_methods puts kombu's own back after the test
     take_and_ack(channel, r, "warm-up")  # the first call of a script loads it (NOSCRIPT)
     ours, our_sent = take_and_ack(channel, r, "same body")
 
@@ -91,10 +96,8 @@ def test_a_delivery_is_recorded_as_kombu_records_it_and_an_ack_forgets_it(
 
 
 def test_an_unacked_delivery_is_restored_by_kombu(
-    channel: Any, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    channel: Any, r: redis.Redis, kombu_methods: None
 ) -> None:
-    monkeypatch.setattr(kombu_redis.QoS, "append", unacked.UPSTREAM_APPEND)
-    monkeypatch.setattr(kombu_redis.QoS, "ack", unacked.UPSTREAM_ACK)
     unacked.install()
     message, _ = deliver(channel, r, "restore me")
     assert r.llen(QUEUE) == 0 and r.hlen(channel.unacked_key) == 1
@@ -106,10 +109,8 @@ def test_an_unacked_delivery_is_restored_by_kombu(
 
 
 def test_the_scripts_survive_a_script_flush(
-    channel: Any, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    channel: Any, r: redis.Redis, kombu_methods: None
 ) -> None:
-    monkeypatch.setattr(kombu_redis.QoS, "append", unacked.UPSTREAM_APPEND)
-    monkeypatch.setattr(kombu_redis.QoS, "ack", unacked.UPSTREAM_ACK)
     unacked.install()
     take_and_ack(channel, r, "before")
     r.script_flush()  # as a Redis restart leaves it: EVALSHA gets NOSCRIPT, then loads
