@@ -36,31 +36,27 @@ UPSTREAM_APPEND = kombu_redis.QoS.append
 UPSTREAM_ACK = kombu_redis.QoS.ack
 
 
-def _script(qos: Any, body: str) -> Any:
-    """The channel's registered Script for `body` (its SHA is computed once, locally)."""
+def _call(qos: Any, body: str, args: list[Any]) -> None:
+    """Run `body` on kombu's unacked keys; its Script is registered once per channel."""
     scripts: dict[str, Any] = qos.__dict__.setdefault(_SCRIPTS, {})
-    script = scripts.get(body)
-    if script is None:
-        with qos.channel.conn_or_acquire() as client:
+    with qos.channel.conn_or_acquire() as client:
+        script = scripts.get(body)
+        if script is None:
             script = scripts[body] = client.register_script(body)
-    return script
+        script(keys=[qos.unacked_index_key, qos.unacked_key], args=args, client=client)
 
 
 def append(qos: Any, message: Any, delivery_tag: str) -> None:
     """Record a delivered message as unacked, with kombu's keys and payload."""
     delivery = message.delivery_info
     payload = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
-    keys = [qos.unacked_index_key, qos.unacked_key]
-    with qos.channel.conn_or_acquire() as client:
-        _script(qos, APPEND)(keys=keys, args=[time(), delivery_tag, payload], client=client)
+    _call(qos, APPEND, [time(), delivery_tag, payload])
     virtual.QoS.append(qos, message, delivery_tag)
 
 
 def ack(qos: Any, delivery_tag: str) -> None:
     """Forget an acknowledged message's unacked record."""
-    with qos.channel.conn_or_acquire() as client:
-        _script(qos, ACK)(keys=[qos.unacked_index_key, qos.unacked_key], args=[delivery_tag],
-                          client=client)  # fmt: skip
+    _call(qos, ACK, [delivery_tag])
     virtual.QoS.ack(qos, delivery_tag)
 
 
