@@ -1,5 +1,6 @@
 """T0: the hot-path changes: one kombu client per channel, batched task events, hiredis."""
 
+from functools import partial
 from typing import Any
 
 import redis
@@ -7,7 +8,7 @@ import redis.asyncio
 from kombu.transport import redis as kombu_redis
 from redis._parsers import _AsyncHiredisParser, _HiredisParser
 
-from background import catalog_only, kombu_client
+from background import catalog_only, deferred_flush, kombu_client
 from background.catalog_only import CatalogOnlyConsumer
 
 
@@ -43,8 +44,8 @@ class FakeHub:
     def __init__(self) -> None:
         self.later: list[tuple[float, Any]] = []
 
-    def call_later(self, delay: float, callback: Any) -> None:
-        self.later.append((delay, callback))
+    def call_later(self, delay: float, callback: Any, *args: Any) -> None:
+        self.later.append((delay, partial(callback, *args)))
 
 
 def test_buffered_task_events_are_flushed_once_per_interval(monkeypatch) -> None:
@@ -53,7 +54,7 @@ def test_buffered_task_events_are_flushed_once_per_interval(monkeypatch) -> None
     flushes: list[int] = []
     consumer._flush_events = lambda: flushes.append(1)  # type: ignore[method-assign]
     clock = [100.0]
-    monkeypatch.setattr(catalog_only.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(deferred_flush.time, "monotonic", lambda: clock[0])
     for _ in range(5):  # five events in one interval: one flush scheduled
         consumer.on_send_event_buffered()
     assert [d for d, _ in consumer.hub.later] == [catalog_only.EVENT_FLUSH_DELAY]

@@ -1,11 +1,11 @@
 """The worker's consumer: only catalog tasks run, and task events leave in batches."""
 
-import time
 from typing import Any
 
 from celery.worker.consumer import Consumer
 from kombu.common import ignore_errors
 
+from background.deferred_flush import DeferredFlush
 from celery_harder.catalog import CATALOG
 
 # Task events wait at most this long in the dispatcher's buffer before one publish
@@ -36,7 +36,7 @@ class CatalogOnlyConsumer(Consumer):
     buffer is flushed before the consumer shuts down.
     """
 
-    _event_flush_at: float | None = None
+    _event_flush: DeferredFlush | None = None
 
     def update_strategies(self) -> None:
         """Build the strategies as Celery does, then keep the catalog's only."""
@@ -50,15 +50,9 @@ class CatalogOnlyConsumer(Consumer):
         if not self.hub:
             super().on_send_event_buffered()
             return
-        now = time.monotonic()
-        if self._event_flush_at is not None and now - self._event_flush_at < EVENT_FLUSH_STALE:
-            return
-        self._event_flush_at = now
-        self.hub.call_later(EVENT_FLUSH_DELAY, self._flush_buffered_events)
-
-    def _flush_buffered_events(self) -> None:
-        self._event_flush_at = None
-        self._flush_events()
+        if self._event_flush is None:
+            self._event_flush = DeferredFlush(EVENT_FLUSH_DELAY, EVENT_FLUSH_STALE)
+        self._event_flush.request(self.hub, self._flush_events)
 
     def shutdown(self) -> None:
         """Publish the buffered events before the dispatcher closes."""
