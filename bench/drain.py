@@ -32,6 +32,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from background.unacked import ACK_FLUSH_DELAY
 from bench.procs import (
     ROOT,
     bench_env,
@@ -48,6 +49,12 @@ from celery_harder.task_client import create_task_client
 from celery_harder_dev.stack import RedisServer, StackEnv, running_worker
 
 CH_DB, RAW_DB, DRAMATIQ_DB, TASKIQ_DB, CH_FAST_DB = 10, 11, 12, 13, 14
+# The one guarantee the default worker's drain path narrows (background/unacked.py).
+ACK_BATCH_NOTE = (
+    f"acks written in batches every {ACK_FLUSH_DELAY * 1000:.0f} ms: a worker killed "
+    "within that time of a task's end leaves it to come back after the visibility timeout "
+    "(skipped if its SUCCESS is stored, run again if it stores none; docs/reliability.md)"
+)
 # The fast profile's worker (docs/reliability.md): a row of its own, never the default's.
 FAST_ENV = {"CELERY_HARDER_WORKER_PROFILE": "fast"}
 FAST_LABEL = (
@@ -314,6 +321,7 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
                 ratios(rate[name], rate[base]),
                 "×",
                 lambda x: x >= 1.0,
+                note=ACK_BATCH_NOTE,
             )
         )
     add_rss_rows(

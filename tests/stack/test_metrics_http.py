@@ -100,7 +100,14 @@ def test_the_counters_show_exactly_the_mix_that_was_sent(mix_api: ApiServer) -> 
         # Read every status again: a second look at a finished workflow counts nothing.
         for wid in ids:
             final_status(client, wid)
-    after = metrics(mix_api)
+
+    def settled() -> Samples | None:
+        """The metrics once every ack is written (up to 20 ms after its task's result)."""
+        samples = metrics(mix_api)
+        in_flight = value(samples, mn.QUEUE_IN_FLIGHT.series, {"queue": "celery"})
+        return samples if in_flight == 0 else None
+
+    after = wait_until(settled, 10, 0.05, "nothing in flight")
     assert by_label(after, mn.TASKS_SUBMITTED.series, "task") == {
         "add": 3, "fail": 1, "request_info": 1
     }  # fmt: skip

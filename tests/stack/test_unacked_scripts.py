@@ -2,21 +2,26 @@
 
 A real kombu channel on a private redis-server delivers a message with acks on, once
 through kombu's own QoS methods and once through the scripts; INFO commandstats counts
-the commands each sent.
+the commands each sent. With a kombu event loop set, as a worker's main process has,
+acks wait for one batched script call; the tests drive that loop's timers by hand.
 """
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from kombu import Connection, Exchange, Queue
+from kombu.asynchronous import Hub, set_event_loop
 from kombu.transport import redis as kombu_redis
 
 from background import unacked
-from celery_harder_dev.stack import RedisServer
+from celery_harder_dev.local_processes import wait_until
+from celery_harder_dev.stack import AofRedis, RedisServer, aof_redis
 
 QUEUE = "unacked-test"
 
@@ -62,6 +67,11 @@ def kombu_methods(monkeypatch: pytest.MonkeyPatch) -> None:
     """kombu's own QoS.append and ack for the test's start, and again after it."""
     monkeypatch.setattr(kombu_redis.QoS, "append", unacked.UPSTREAM_APPEND)
     monkeypatch.setattr(kombu_redis.QoS, "ack", unacked.UPSTREAM_ACK)
+    monkeypatch.setattr(kombu_redis.QoS, "reject", unacked.UPSTREAM_REJECT)
+    monkeypatch.setattr(kombu_redis.QoS, "restore_visible", unacked.UPSTREAM_RESTORE_VISIBLE)
+    monkeypatch.setattr(
+        kombu_redis.QoS, "restore_unacked_once", unacked.UPSTREAM_RESTORE_UNACKED_ONCE
+    )
 
 
 def take_and_ack(channel: Any, r: redis.Redis, body: str) -> tuple[list[Any], dict[str, int]]:
@@ -115,3 +125,121 @@ def test_the_scripts_survive_a_script_flush(
     take_and_ack(channel, r, "before")
     r.script_flush()  # as a Redis restart leaves it: EVALSHA gets NOSCRIPT, then loads
     take_and_ack(channel, r, "after")
+
+
+@pytest.fixture
+def event_loop(kombu_methods: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hub]:
+    """The scripts installed and a kombu event loop current, as in a worker's main process."""
+    unacked.install()
+    monkeypatch.setattr(unacked, "PENDING", unacked.PendingAcks())  # no earlier test's acks
+    hub = Hub()
+    set_event_loop(hub)
+    try:
+        yield hub
+    finally:
+        set_event_loop(None)
+        hub.close()
+
+
+def records(channel: Any, r: redis.Redis) -> tuple[int, int]:
+    return int(r.hlen(channel.unacked_key)), int(r.zcard(channel.unacked_index_key))
+
+
+def run_timers_until(hub: Hub, check: Any, what: str) -> None:
+    """Fire the loop's due timers, as the worker's loop does each turn, until `check`."""
+
+    def fired() -> bool:
+        hub.fire_timers(propagate=(Exception,))
+        return bool(check())
+
+    wait_until(fired, 5, what, interval=0.005)
+
+
+def publish(channel: Any, *bodies: str) -> list[Any]:
+    """Publish `bodies` to the test queue and take each with acks on."""
+    for body in bodies:
+        channel.connection.client.SimpleQueue(QUEUE).put(body)
+    taken = [channel.basic_get(QUEUE, no_ack=False) for _ in bodies]
+    assert all(m is not None for m in taken)
+    return taken
+
+
+def test_acks_on_the_event_loop_are_removed_by_one_script_call(
+    channel: Any, r: redis.Redis, event_loop: Hub
+) -> None:
+    (warm_up,) = publish(channel, "warm-up")  # the first call of a script loads it
+    warm_up.ack()
+    run_timers_until(event_loop, lambda: records(channel, r) == (0, 0), "the warm-up's ack")
+    messages = publish(channel, *[f"task {i}" for i in range(5)])
+    assert records(channel, r) == (5, 5)
+    before = calls(r, "evalsha", "zrem", "hdel")
+    for message in messages:
+        message.ack()
+    # kombu forgets the messages at once; their records wait for the batch
+    assert channel.qos._dirty == {m.delivery_tag for m in messages}
+    assert records(channel, r) == (5, 5)
+    assert calls(r, "evalsha")["evalsha"] == before["evalsha"]
+    run_timers_until(event_loop, lambda: records(channel, r) == (0, 0), "the batch written")
+    after = calls(r, "evalsha", "zrem", "hdel")
+    assert {c: after[c] - before[c] for c in after} == {"evalsha": 1, "zrem": 5, "hdel": 5}
+
+
+def test_an_ack_from_another_thread_is_written_at_once(
+    channel: Any, r: redis.Redis, event_loop: Hub
+) -> None:
+    (message,) = publish(channel, "from a pool thread")
+    worker_thread = threading.Thread(target=message.ack)
+    worker_thread.start()
+    worker_thread.join()
+    assert records(channel, r) == (0, 0)  # no timer fired: the thread wrote it itself
+
+
+def test_a_closing_channel_writes_the_acks_it_holds(
+    private_redis: RedisServer, r: redis.Redis, event_loop: Hub
+) -> None:
+    with Connection(private_redis.url(0)) as conn:
+        channel = conn.default_channel
+        for message in publish(channel, "one", "two"):
+            message.ack()
+        assert records(channel, r) == (2, 2)
+    assert records(channel, r) == (0, 0)  # a worker's shutdown closes its channel so
+    assert r.llen(QUEUE) == 0  # and nothing acknowledged is put back in the queue
+
+
+def test_a_redelivered_tag_keeps_the_record_of_its_new_delivery(
+    channel: Any, r: redis.Redis, event_loop: Hub
+) -> None:
+    (first,) = publish(channel, "delivered twice")
+    first.ack()  # held for the batch
+    # Another worker's restore_visible (or a requeue) puts it back before the batch goes.
+    channel.qos.restore_by_tag(first.delivery_tag)
+    second = channel.basic_get(QUEUE, no_ack=False)
+    assert second is not None and second.delivery_tag == first.delivery_tag
+    run_timers_until(event_loop, lambda: not unacked.PENDING.by_keys, "the batch written")
+    assert records(channel, r) == (1, 1)  # the second delivery is still unacknowledged
+    second.ack()
+    run_timers_until(event_loop, lambda: records(channel, r) == (0, 0), "its own ack")
+
+
+@pytest.fixture
+def killable(tmp_path: Path) -> Iterator[AofRedis]:
+    with aof_redis(tmp_path / "aof") as server:
+        yield server
+
+
+def test_acks_whose_write_failed_are_written_after_redis_comes_back(
+    killable: AofRedis, event_loop: Hub
+) -> None:
+    r = killable.client()
+    with Connection(killable.url(), transport_options={"max_retries": 0}) as conn:
+        channel = conn.default_channel
+        for message in publish(channel, "acked", "while", "redis is down"):
+            message.ack()
+        killable.kill()
+        run_timers_until(event_loop, lambda: not event_loop.timer.queue, "the failed flush")
+        assert sum(len(args) for args in unacked.PENDING.by_keys.values()) == 6  # kept
+        killable.start()  # the same append-only file: the records are still there
+        assert records(channel, r) == (3, 3)
+        channel.qos.restore_visible()  # kombu's periodic sweep retries the write first
+        assert records(channel, r) == (0, 0)
+        assert r.llen(QUEUE) == 0
