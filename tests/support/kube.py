@@ -245,14 +245,8 @@ class ControlPlane:
         return name
 
     def wait_for_crd(self, name: str, timeout: float = 60) -> None:
-        """Wait until a CRD is Established (kubectl wait polls the API, no sleeps)."""
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            f"--timeout={int(timeout)}s",
-            f"crd/{name}",
-            timeout=timeout + 30,
-        )
+        """Wait until a CRD is Established (polled through the API server, no sleeps)."""
+        self.client.wait_established(f"crd/{name}", timeout=timeout)
 
     # -- lifecycle --------------------------------------------------------
 

@@ -22,6 +22,19 @@ class KubectlError(RuntimeError):
         )
 
 
+def crds_established(found: Mapping[str, Any]) -> bool:
+    """Whether every CRD in `kubectl get -o json`'s answer (one object or a List) has its
+    Established condition True; a CRD whose `status.conditions` is still null has not."""
+    items = found.get("items", [found]) if found.get("kind") == "List" else [found]
+    return all(
+        any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in (item.get("status") or {}).get("conditions") or []
+        )
+        for item in items
+    )
+
+
 @dataclass(frozen=True)
 class Kubectl:
     """A kubectl binary bound to one kubeconfig."""
@@ -65,6 +78,19 @@ class Kubectl:
     def json(self, *args: str, **kwargs: Any) -> Any:
         """kubectl ... -o json, parsed."""
         return json.loads(self(*args, "-o", "json", **kwargs).stdout)
+
+    def wait_established(self, *target: str, timeout: float = 60) -> None:
+        """Poll until the CRDs `target` names (`crd/NAME`, or `-f PATH`) are Established.
+
+        Not `kubectl wait --for=condition=Established`: a CRD just created has
+        `status.conditions: null` for a moment, and kubectl wait then exits with
+        ".status.conditions accessor error" instead of waiting.
+        """
+        # local_processes imports this package (its cache layout): import at call time.
+        from celery_harder_dev.local_processes import wait_until  # noqa: PLC0415
+
+        what = f"{' '.join(target)} Established"
+        wait_until(lambda: crds_established(self.json("get", *target)), timeout, what)
 
     def apply(
         self, manifest: str | Mapping[str, Any] | Sequence[Mapping[str, Any]], *extra: str

@@ -92,7 +92,7 @@ def install_prometheus_operator(kubectl: Kubectl) -> None:
     # Server-side: these CRDs are larger than client-side apply's annotation allows.
     crds = str(example / "prometheus-operator-crd")
     kubectl("apply", "--server-side", "--force-conflicts", "-f", crds, timeout=120)
-    kubectl("wait", "--for=condition=Established", "-f", crds, "--timeout=60s", timeout=90)
+    kubectl.wait_established("-f", crds)
     kubectl.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
     kubectl.apply(operator_documents(example))
     rollout(kubectl, NAMESPACE, "deployment/prometheus-operator", timeout=300)
