@@ -18,14 +18,14 @@ class DeferredFlush:
         self.stale = stale
         self._requested_at: float | None = None
 
-    def request(self, hub: Any, flush: Callable[[], None]) -> None:
-        """Schedule `flush` on `hub` unless a flush is already due."""
+    def request(self, hub: Any, flush: Callable[..., None], *args: Any) -> None:
+        """Schedule `flush(*args)` on `hub` unless a flush is already due."""
         now = time.monotonic()
         if self._requested_at is not None and now - self._requested_at < self.stale:
             return
         self._requested_at = now
-        hub.call_later(self.delay, self._run, flush)
+        hub.call_later(self.delay, self._run, flush, *args)
 
-    def _run(self, flush: Callable[[], None]) -> None:
+    def _run(self, flush: Callable[..., None], *args: Any) -> None:
         self._requested_at = None
-        flush()
+        flush(*args)

@@ -29,6 +29,7 @@ meantime (same delivery tag, new score) keeps its new record.
 
 import logging
 import threading
+from collections.abc import Sequence
 from time import time
 from typing import Any
 
@@ -83,18 +84,14 @@ class PendingAcks:
         self.by_keys: dict[tuple[str, str], list[Any]] = {}
         self.schedule = DeferredFlush(ACK_FLUSH_DELAY, ACK_FLUSH_STALE)
 
-    def add(self, keys: tuple[str, str], tag: str, score: float | str) -> None:
-        """Hold one ack for the next flush."""
-        self.by_keys.setdefault(keys, []).extend((tag, score))
+    def hold(self, keys: tuple[str, str], args: Sequence[Any]) -> None:
+        """Hold acks (the ACK script's tag and score pairs) for the next flush."""
+        self.by_keys.setdefault(keys, []).extend(args)
 
     def take(self) -> dict[tuple[str, str], list[Any]]:
         """Every held ack, now no longer held."""
         taken, self.by_keys = self.by_keys, {}
         return taken
-
-    def give_back(self, keys: tuple[str, str], args: list[Any]) -> None:
-        """Hold acks again whose write failed."""
-        self.by_keys.setdefault(keys, []).extend(args)
 
 
 PENDING = PendingAcks()
@@ -139,8 +136,8 @@ def ack(qos: Any, delivery_tag: str) -> None:
     if hub is None:
         _call(qos, ACK, _keys(qos), [delivery_tag, score])
     else:
-        PENDING.add(_keys(qos), delivery_tag, score)
-        PENDING.schedule.request(hub, lambda: flush(qos))
+        PENDING.hold(_keys(qos), (delivery_tag, score))
+        PENDING.schedule.request(hub, flush, qos)
     virtual.QoS.ack(qos, delivery_tag)
 
 
@@ -156,7 +153,7 @@ def flush(qos: Any) -> None:
         try:
             _call(qos, ACK, keys, args)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the acks are kept
-            PENDING.give_back(keys, args)
+            PENDING.hold(keys, args)
             log.warning("%d acknowledgements not written yet, kept for the next flush: %r",
                         len(args) // 2, exc)  # fmt: skip
 
