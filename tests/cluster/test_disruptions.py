@@ -80,9 +80,11 @@ def test_deleting_the_redis_pod_loses_nothing_and_revokes_nothing(
     assert seen_503
     assert counts["lost"] == 0 and counts["completed"] == 100, states
     assert "REVOKED" not in states.values()
-    # KEDA may have added workers meanwhile; none of them, old or new, restarted.
+    # KEDA may have added workers meanwhile, or scaled one in once the queue drained;
+    # none of those still there, old or new, restarted.
     after = worker_restarts(release)
-    assert {p: after[p] for p in before if p in after} == before
+    kept = [p for p in before if p in after]
+    assert {p: after[p] for p in kept} == {p: before[p] for p in kept}
     assert set(after.values()) == {0}, "the workers reconnected without a restart"
 
 
