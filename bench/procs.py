@@ -12,14 +12,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from celery_harder_dev.local_processes import (
-    ProcessExited,
-    api_command,
-    free_port,
-    start_process,
-    stop_process,
-    wait_until,
-)
+from celery_harder_dev.local_processes import api_command, free_port, start_process, stop_process
+from celery_harder_dev.polling import ProcessExited, wait_until
 from celery_harder_dev.stack import BIN, READY_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,8 @@ import httpx
 
 from celery_harder_api.auth import entry_for
 from celery_harder_dev.dev_stack import AUTH_OFF_WARNING
-from celery_harder_dev.local_processes import free_port, wait_until
+from celery_harder_dev.local_processes import free_port
+from celery_harder_dev.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

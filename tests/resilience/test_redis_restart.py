@@ -22,7 +22,7 @@ from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
 from celery_harder_dev.chaos.counting import count_state, duplicated_tasks, lost_tasks
 from celery_harder_dev.chaos.ledger import status_or_none, wait_status
-from celery_harder_dev.local_processes import wait_until
+from celery_harder_dev.polling import wait_until
 from tests.support.stack import AofRedis, StackEnv, aof_redis, running_api, running_worker
 
 OUTAGE = 5.0  # seconds Redis stays down, as in the report

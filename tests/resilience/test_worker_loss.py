@@ -15,7 +15,8 @@ from celery_harder.results import TaskStatus
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
 from celery_harder_dev.chaos.ledger import wait_status
-from celery_harder_dev.local_processes import stop_process, wait_until
+from celery_harder_dev.local_processes import stop_process
+from celery_harder_dev.polling import wait_until
 from tests.support.stack import RedisServer, StackEnv, running_redis, running_worker, start_worker
 
 

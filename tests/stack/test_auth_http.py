@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from celery_harder_dev.local_processes import ProcessExited
+from celery_harder_dev.polling import ProcessExited
 from tests.support.stack import (
     KEYS,
     ApiServer,

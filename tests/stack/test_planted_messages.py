@@ -16,7 +16,7 @@ import pytest
 
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
-from celery_harder_dev.local_processes import wait_until
+from celery_harder_dev.polling import wait_until
 from tests.support.stack import RedisServer, StackEnv, Worker
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

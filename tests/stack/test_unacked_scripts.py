@@ -20,7 +20,7 @@ from kombu.asynchronous import Hub, set_event_loop
 from kombu.transport import redis as kombu_redis
 
 from background import unacked
-from celery_harder_dev.local_processes import wait_until
+from celery_harder_dev.polling import wait_until
 from celery_harder_dev.stack import AofRedis, RedisServer, aof_redis
 
 QUEUE = "unacked-test"

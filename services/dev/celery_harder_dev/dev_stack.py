@@ -22,7 +22,6 @@ import httpx
 from celery_harder_dev.chart_monitoring import render_monitoring, scrape_targets, write_rule_file
 from celery_harder_dev.exporter import exporter_command
 from celery_harder_dev.local_processes import (
-    ProcessExited,
     api_command,
     flower_command,
     free_port,
@@ -30,9 +29,9 @@ from celery_harder_dev.local_processes import (
     redis_command,
     start_process,
     stop_process,
-    wait_until,
     worker_command,
 )
+from celery_harder_dev.polling import ProcessExited, wait_until
 from celery_harder_dev.prometheus import prometheus_command, write_config
 
 BIN = Path(sys.executable).parent

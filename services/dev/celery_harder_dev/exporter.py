@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 
 from celery_harder_dev.cluster.layout import cache_root
-from celery_harder_dev.local_processes import ProcessExited, start_process, stop_process, wait_until
+from celery_harder_dev.local_processes import start_process, stop_process
+from celery_harder_dev.polling import ProcessExited, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_VALUES = REPO_ROOT / "charts" / "celery-harder" / "values.yaml"

@@ -1,4 +1,4 @@
-"""Start and stop local helper processes: an embedded redis-server, readiness polls.
+"""Start and stop local helper processes: an embedded redis-server, the services, port probes.
 
 Used by `make dev` and by the test fixtures, so both run Redis the same way.
 """
@@ -9,8 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,28 +38,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-class ProcessExited(RuntimeError):
-    """A process that was being waited for exited instead of becoming ready."""
-
-
-def wait_until(
-    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll `check` until it is true, or raise TimeoutError naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except ProcessExited:
-            raise
-        except Exception:  # noqa: BLE001  (not ready yet is any failure of the probe)
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
-        time.sleep(interval)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -17,13 +17,8 @@ from typing import Any
 import httpx
 import yaml
 
-from celery_harder_dev.local_processes import (
-    ProcessExited,
-    free_port,
-    start_process,
-    stop_process,
-    wait_until,
-)
+from celery_harder_dev.local_processes import free_port, start_process, stop_process
+from celery_harder_dev.polling import ProcessExited, wait_until
 
 READY_TIMEOUT = 60.0
 INSTALL_HINT = "apt-get install prometheus (or: bash scripts/install-test-deps.sh)"

@@ -20,16 +20,15 @@ import redis
 
 from celery_harder_api.auth import HEADER, entry_for
 from celery_harder_dev.local_processes import (
-    ProcessExited,
     api_command,
     free_port,
     port_open,
     redis_command,
     start_process,
     stop_process,
-    wait_until,
     worker_command,
 )
+from celery_harder_dev.polling import ProcessExited, wait_until
 from celery_harder_dev.queues import queue_keys
 
 BIN = Path(sys.executable).parent

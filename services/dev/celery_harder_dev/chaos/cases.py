@@ -20,7 +20,8 @@ from celery_harder.workflow.engine import WorkflowEngine
 from celery_harder_dev.chaos.consistency import Sample, status_violations
 from celery_harder_dev.chaos.counting import CaseResult, tally
 from celery_harder_dev.chaos.ledger import Ledger
-from celery_harder_dev.local_processes import stop_process, wait_until
+from celery_harder_dev.local_processes import stop_process
+from celery_harder_dev.polling import wait_until
 from celery_harder_dev.stack import (
     AofRedis,
     ApiServer,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from celery_harder.keys import DELIVERIES
 from celery_harder.results import READY_STATES, TaskStatus, describe_meta
 from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClient
-from celery_harder_dev.local_processes import wait_until
+from celery_harder_dev.polling import wait_until
 
 UNREACHABLE = "UNREACHABLE"  # the state recorded while Redis cannot be read
 

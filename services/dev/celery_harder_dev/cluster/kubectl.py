@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery_harder_dev.polling import wait_until
+
 
 class KubectlError(RuntimeError):
     """kubectl exited non-zero; the message holds its arguments and output."""
@@ -86,9 +88,6 @@ class Kubectl:
         `status.conditions: null` for a moment, and kubectl wait then exits with
         ".status.conditions accessor error" instead of waiting.
         """
-        # local_processes imports this package (its cache layout): import at call time.
-        from celery_harder_dev.local_processes import wait_until  # noqa: PLC0415
-
         what = f"{' '.join(target)} Established"
         wait_until(lambda: crds_established(self.json("get", *target)), timeout, what)
 
