@@ -118,6 +118,18 @@ def test_an_unacked_delivery_is_restored_by_kombu(
     again.ack()
 
 
+def test_an_ack_for_a_delivery_recorded_elsewhere_removes_its_record(
+    channel: Any, r: redis.Redis, kombu_methods: None
+) -> None:
+    # Recorded by kombu's own append (as before install()): no score of ours to compare,
+    # so the ACK script's '' removes whatever record the tag has.
+    message, _ = deliver(channel, r, "recorded by kombu")
+    assert r.hlen(channel.unacked_key) == 1
+    unacked.install()
+    message.ack()  # no event loop set: written at once
+    assert r.hlen(channel.unacked_key) == 0 and r.zcard(channel.unacked_index_key) == 0
+
+
 def test_the_scripts_survive_a_script_flush(
     channel: Any, r: redis.Redis, kombu_methods: None
 ) -> None:
