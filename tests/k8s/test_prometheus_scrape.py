@@ -37,13 +37,8 @@ from celery_harder_dev.chart_monitoring import (
     write_rule_file,
 )
 from celery_harder_dev.exporter import running_exporter
-from celery_harder_dev.local_processes import (
-    ProcessExited,
-    flower_command,
-    free_port,
-    start_process,
-    stop_process,
-)
+from celery_harder_dev.local_processes import flower_command, free_port, start_process, stop_process
+from celery_harder_dev.polling import ProcessExited
 from celery_harder_dev.prometheus import (
     Prometheus,
     running_prometheus,

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from celery_harder_dev.local_processes import (
-    stop_process,
-    wait_until,
-)
+from celery_harder_dev.local_processes import stop_process
+from celery_harder_dev.polling import wait_until
 from tests.support.polling import poll_json
 from tests.support.stack import StackEnv, running_api, running_redis, running_worker
 

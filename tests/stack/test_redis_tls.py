@@ -24,8 +24,8 @@ from celery_harder_dev.local_processes import (
     start_process,
     stop_process,
     tls_redis_command,
-    wait_until,
 )
+from celery_harder_dev.polling import wait_until
 from tests.chart.chartlib import pod_spec, render_sets
 from tests.chart.policylib import BROKER_URL
 from tests.support.polling import poll_json

@@ -11,13 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from celery_harder_dev.local_processes import (
-    ProcessExited,
-    free_port,
-    start_process,
-    stop_process,
-    wait_until,
-)
+from celery_harder_dev.local_processes import free_port, start_process, stop_process
+from celery_harder_dev.polling import ProcessExited, wait_until
 from tests.support.kube import ControlPlane
 
 START_TIMEOUT = 60.0

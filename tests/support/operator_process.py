@@ -9,13 +9,8 @@ from typing import Any
 
 import httpx
 
-from celery_harder_dev.local_processes import (
-    ProcessExited,
-    free_port,
-    start_process,
-    stop_process,
-    wait_until,
-)
+from celery_harder_dev.local_processes import free_port, start_process, stop_process
+from celery_harder_dev.polling import ProcessExited, wait_until
 from celery_harder_operator.resource import GROUP, KIND, VERSION
 from tests.support.stack import BIN, READY_TIMEOUT, StackEnv
 
