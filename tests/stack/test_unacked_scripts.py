@@ -255,3 +255,20 @@ def test_acks_whose_write_failed_are_written_after_redis_comes_back(
         channel.qos.restore_visible()  # kombu's periodic sweep retries the write first
         assert records(channel, r) == (0, 0)
         assert r.llen(QUEUE) == 0
+
+
+def test_a_channel_with_a_global_key_prefix_keeps_kombus_records_under_it(
+    private_redis: RedisServer, r: redis.Redis, kombu_methods: None
+) -> None:
+    unacked.install()
+    options = {"global_keyprefix": "tenant:"}
+    with Connection(private_redis.url(0), transport_options=options) as conn:
+        channel = conn.default_channel
+        conn.SimpleQueue(QUEUE).put("prefixed")
+        message = channel.basic_get(QUEUE, no_ack=False)
+        assert message is not None
+        # both keys under the prefix, where kombu's restore reads them
+        assert r.hlen("tenant:unacked") == 1 and r.zcard("tenant:unacked_index") == 1
+        assert not r.exists("unacked") and not r.exists("unacked_index")
+        message.ack()
+        assert r.hlen("tenant:unacked") == 0 and r.zcard("tenant:unacked_index") == 0

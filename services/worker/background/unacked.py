@@ -24,7 +24,9 @@ the next flush, which also runs before kombu's periodic restore_visible and befo
 closing channel restores its messages, so an outage and the consumer restart after it
 leave no record behind. Each ack removes a record only if it still holds the score
 this delivery wrote: a message put back in the queue and delivered again in the
-meantime (same delivery tag, new score) keeps its new record.
+meantime (same delivery tag, new score) keeps its new record. A channel with kombu's
+global_keyprefix keeps kombu's own pipelines: kombu prefixes only the first key of an
+EVALSHA, so the scripts would write the hash outside the prefix.
 """
 
 import logging
@@ -111,8 +113,17 @@ def _call(qos: Any, body: str, keys: tuple[str, str], args: list[Any]) -> None:
         script(keys=list(keys), args=args, client=client)
 
 
+def _prefixed(qos: Any) -> bool:
+    """Whether `qos`'s channel has a global key prefix: kombu prefixes only the first key
+    of an EVALSHA, so such a channel keeps kombu's own pipelines."""
+    return bool(qos.channel.global_keyprefix)
+
+
 def append(qos: Any, message: Any, delivery_tag: str) -> None:
     """Record a delivered message as unacked, with kombu's keys and payload."""
+    if _prefixed(qos):
+        UPSTREAM_APPEND(qos, message, delivery_tag)
+        return
     delivery = message.delivery_info
     payload = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
     score = time()
@@ -131,6 +142,9 @@ def _event_loop() -> Any:
 
 def ack(qos: Any, delivery_tag: str) -> None:
     """Forget an acknowledged message; its record goes with the next batch, or now."""
+    if _prefixed(qos):
+        UPSTREAM_ACK(qos, delivery_tag)
+        return
     score = qos.__dict__.get(_SCORES, {}).pop(delivery_tag, "")
     hub = _event_loop()
     if hub is None:
