@@ -31,7 +31,8 @@ EVALSHA, so the scripts would write the hash outside the prefix.
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from time import time
 from typing import Any
 
@@ -99,6 +100,34 @@ class PendingAcks:
 PENDING = PendingAcks()
 
 
+class FetchedDelivery:
+    """The delivery background.pop_and_record's script has just recorded, while kombu
+    hands it to its consumer: append then keeps that record instead of writing one."""
+
+    def __init__(self) -> None:
+        self._tag: str | None = None
+        self._score = 0.0
+
+    @contextmanager
+    def recorded(self, delivery_tag: str, score: float) -> Iterator[None]:
+        """While delivering `delivery_tag`, whose record holds `score`."""
+        self._tag, self._score = delivery_tag, score
+        try:
+            yield
+        finally:
+            self._tag = None
+
+    def take(self, delivery_tag: str) -> float | None:
+        """The score of `delivery_tag`'s record if the fetch wrote it (once), else None."""
+        if delivery_tag != self._tag:
+            return None
+        self._tag = None
+        return self._score
+
+
+FETCHED = FetchedDelivery()
+
+
 def _keys(qos: Any) -> tuple[str, str]:
     return qos.unacked_index_key, qos.unacked_key
 
@@ -124,10 +153,12 @@ def append(qos: Any, message: Any, delivery_tag: str) -> None:
     if _prefixed(qos):
         UPSTREAM_APPEND(qos, message, delivery_tag)
         return
-    delivery = message.delivery_info
-    payload = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
-    score = time()
-    _call(qos, APPEND, _keys(qos), [score, delivery_tag, payload])
+    score = FETCHED.take(delivery_tag)
+    if score is None:
+        delivery = message.delivery_info
+        payload = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        score = time()
+        _call(qos, APPEND, _keys(qos), [score, delivery_tag, payload])
     qos.__dict__.setdefault(_SCORES, {})[delivery_tag] = score
     virtual.QoS.append(qos, message, delivery_tag)
 
