@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import redis
 
+from celery_harder_dev import polling
+
 # What a probe may raise while the thing it waits for is not there yet.
 NOT_YET = (OSError, ValueError, LookupError, httpx.HTTPError, redis.RedisError)
 
@@ -14,21 +16,8 @@ NOT_YET = (OSError, ValueError, LookupError, httpx.HTTPError, redis.RedisError)
 def wait_until(
     predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
 ) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-        except NOT_YET as exc:  # not up yet: keep polling
-            last_exc = exc
-            value = None
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_exc!r})" if last_exc else ""
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
+    """The dev package's poll in the tests' argument order, retrying only NOT_YET errors."""
+    return polling.wait_until(predicate, timeout, what, interval, retry_on=NOT_YET)
 
 
 def poll_json(

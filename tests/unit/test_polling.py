@@ -34,6 +34,27 @@ def test_a_process_that_exited_ends_the_wait_at_once() -> None:
         wait_until(check, timeout=60, what="the worker")
 
 
+def test_the_value_that_held_is_returned() -> None:
+    answers = iter([None, {}, {"phase": "Succeeded"}])
+    assert wait_until(lambda: next(answers), 5, "the phase", interval=0) == {"phase": "Succeeded"}
+
+
+def test_an_error_outside_retry_on_ends_the_wait_at_once() -> None:
+    def check() -> bool:
+        raise TypeError("a broken probe")
+
+    with pytest.raises(TypeError, match="a broken probe"):
+        wait_until(check, 60, "the service", retry_on=(OSError,))
+
+
+def test_a_timeout_names_the_last_error_the_check_raised() -> None:
+    def check() -> bool:
+        raise ConnectionRefusedError("port 6379")
+
+    with pytest.raises(TimeoutError, match=r"the service not ready after 0s \(last error: "):
+        wait_until(check, 0.05, "the service", interval=0.01, retry_on=(OSError,))
+
+
 def test_kubectl_waits_without_an_import_cycle() -> None:
     # local_processes imports the cluster package, whose node code imports kubectl: had
     # kubectl taken wait_until from local_processes, importing local_processes first
