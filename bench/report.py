@@ -133,12 +133,34 @@ def _key(line: str) -> tuple[str, str]:
     return cells[0], cells[1]
 
 
+_RERUN = " measured again at "
+_RERUN_END = "those rows and ratios come from that run."
+
+
+def rerun_note(groups: Sequence[str], when: str, elapsed: float, load: str) -> str:
+    """The summary's sentence for a run of `groups` alone, merged into latest.md."""
+    return (
+        f"{', '.join(groups)}{_RERUN}{when} UTC in a run of its own "
+        f"(`--only {','.join(groups)} --merge`, {elapsed:.0f} s, the same size and settings, "
+        f"load average {load} at its start): {_RERUN_END}"
+    )
+
+
+def _without_earlier_rerun(summary: str, note: str) -> str:
+    """`summary` without the sentence of an earlier rerun of `note`'s groups: the rows
+    it spoke for are replaced."""
+    groups = note.partition(_RERUN)[0]
+    pattern = rf" ?{re.escape(groups + _RERUN)}.*?{re.escape(_RERUN_END)}"
+    return re.sub(pattern, "", summary)
+
+
 def merge(old: str, new: str, rerun: Sequence[str], order: Sequence[str], note: str) -> str:
     """`old` (a latest.md) with the rows of `new`, a run of the groups `rerun` alone.
 
     A row of `new` replaces the row of `old` with the same group and measure; every
     other row of `old` stays, except the placeholder of a group that had failed; rows
-    stay in `order` of their group column; `note` is added to the summary.
+    stay in `order` of their group column; `note` is added to the summary, in place of
+    an earlier rerun's note for the same groups.
     """
     before, after = sections(old), sections(new)
     rank = {g: i for i, g in enumerate(order)}
@@ -160,7 +182,7 @@ def merge(old: str, new: str, rerun: Sequence[str], order: Sequence[str], note: 
     notes = [n for n in before["Notes"].splitlines() if not n.startswith(mine)]
     notes += [n for n in after["Notes"].splitlines() if n.startswith("- ")]
     return "\n".join([
-        "# Benchmark results", "", f"{before['']} {note}", "",
+        "# Benchmark results", "", f"{_without_earlier_rerun(before[''], note)} {note}", "",
         "## Targets", "", table("Targets"), "",
         "## Figures", "", table("Figures"), "",
         "## Machine", "", before["Machine"], "",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench import drain, http_load, latency, operator_rows, redis_limits, workflows
 from bench.machine import load_average, machine_info
-from bench.report import LATEST, merge, render, update_readme
+from bench.report import LATEST, merge, render, rerun_note, update_readme
 from bench.sizes import SIZES, Size
 from bench.stats import NOT_MEASURED, Results, Target
 from celery_harder_dev.stack import RedisServer, running_redis
@@ -113,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results, summary, machine, settings)
     if args.merge:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-        note = (
-            f"{', '.join(chosen)} measured again at {when} UTC in a run of its own "
-            f"(`--only {','.join(chosen)} --merge`, {elapsed:.0f} s, the same size and settings, "
-            f"load average {load_before} at its start): those rows and ratios come from that run."
-        )
+        note = rerun_note(chosen, when, elapsed, load_before)
         order = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "B6b", "B6c", "B6d", "B7"]
         rerun = [g for c in chosen for g in c.split("+")]
         text = merge(args.out.read_text(), text, rerun, order, note)

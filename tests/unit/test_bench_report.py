@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from bench.http_load import parse_hey, percentile
-from bench.report import BEGIN, END, LATEST, README, merge, readme_block, replace_block
+from bench.report import BEGIN, END, LATEST, README, merge, readme_block, replace_block, rerun_note
 from bench.stats import MET, NOT_MET, Figure, check, ratios
 
 
@@ -74,3 +74,15 @@ def test_merge_replaces_the_rerun_rows_and_keeps_the_others() -> None:
         < merged.index("| B4 | m4 | 4 |")
     )
     assert "- B1: one." in merged and "- B3: three." in merged and "B3 failed" not in merged
+
+
+def test_a_second_rerun_of_the_same_groups_replaces_the_first_ones_note() -> None:
+    first = rerun_note(["B2"], "2026-12-03 15:10", 1401, "1.38 1.79 2.77")
+    other = rerun_note(["B3"], "2026-12-03 16:00", 300, "0.5 0.5 0.5")
+    second = rerun_note(["B2"], "2026-12-04 05:12", 1190, "0.28 0.47 0.74")
+    summary = f"full run. {first} {other}"
+    doc = "\n".join(["# Benchmark results", "", summary, "", "## Targets", "", "| # |",
+                     "| --- |", "", "## Figures", "", "| # |", "| --- |", "", "## Machine", "",
+                     "", "## Settings", "", "", "## Notes", ""])  # fmt: skip
+    merged = merge(doc, doc, ["B2"], ["B2", "B3"], second)
+    assert merged.splitlines()[2] == f"full run. {other} {second}"
