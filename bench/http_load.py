@@ -4,7 +4,8 @@ All three are served by uvicorn with the API's command line, on one core's worth
 the machine each in turn; hey (Debian's) sends the same POST with the same JSON body.
 The API runs with auth off (as `make dev` does) and sends to a Redis database no
 worker consumes, so that the submit path alone is measured; each repetition empties it.
-Also B7's API side: RSS idle and after the load, against the hello-world's.
+Also B7's API side: RSS idle and after the load, against the hello-world's, and the
+floor under it: the hello-world with the API's libraries loaded (bench/apps/libraries.py).
 """
 
 import csv
@@ -82,11 +83,15 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
         running_api(idle, auth=False) as api,
         serving("bench.apps.bare:create_app", idle.workdir, env) as bare,
         serving("bench.apps.hello:create_app", idle.workdir, env) as hello,
+        serving("bench.apps.libraries:create_app", idle.workdir, env) as libraries,
     ):
         apps: dict[str, tuple[str, int]] = {
             "api": (api.url, 202), "bare": (bare.url, 202), "hello": (hello.url, 202),
         }  # fmt: skip
-        pids = {"api": api.process.pid, "hello": hello.process.pid}
+        pids = {
+            "api": api.process.pid, "hello": hello.process.pid,
+            "libraries": libraries.process.pid,
+        }  # fmt: skip
         rss_idle = {
             name: [tree_rss_mib(pid) for _ in range(size.reps)] for name, pid in pids.items()
         }
@@ -162,6 +167,18 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
             (when, rss["api"], rss["hello"])
             for when, rss in (("idle", rss_idle), ("after B1", rss_after))
         ],
+    )
+    results.rows.append(
+        Row(
+            "B7",
+            "the API's libraries alone (the hello-world importing every module the API "
+            "loads but this project's), idle",
+            "MiB",
+            Figure.of(rss_idle["libraries"]),
+            "plain uvicorn hello-world, idle",
+            ratios(rss_idle["libraries"], rss_idle["hello"]),
+            Figure.of(rss_idle["hello"]),
+        )
     )
     results.notes.append(
         f"B1: hey -n {size.http_requests} -c C -m POST, body {BODY}, after {WARMUP} warm-up "
