@@ -2,15 +2,15 @@
 
 The API's hot path. A submission is one round trip: MULTI, the issued-id mark, the
 LPUSH of the message, the PUBLISH of its task-sent event, EXEC, written in one
-socket write on a pooled connection (TaskMessages builds the commands; the sync
-TaskClient sends the very same ones). A status read is one round trip too: GET of
+socket write on a connection lent by a ConnectionLender (TaskMessages builds the
+commands; the sync TaskClient sends the very same ones). A status read is one round trip too: GET of
 the result key and EXISTS of the issued mark. Nothing hops into a thread, nothing
 builds a redis-py Pipeline per call, and no kombu exchange is looked up.
 
 Every call has one deadline, redis_timeout + 1 s (3 s by default), enforced by
 asyncio.timeout around the whole round trip rather than per socket read: past it, or
 on any Redis error, the caller gets BrokerUnavailable (the API's 503). A connection
-that failed or timed out mid-call is dropped, never handed back with unread replies.
+that failed or timed out mid-call is disconnected, never lent again with unread replies.
 """
 
 import asyncio
@@ -18,15 +18,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aredis
-
 from celery_harder import keys
+from celery_harder.connection_lender import ConnectionLender
 from celery_harder.publish import Command, Outgoing, exec_replies, transaction
 from celery_harder.results import TaskStatus, describe_meta
 from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClient
 
 # Connections per Redis for the API process. A call holds one for a single round trip,
-# so a few dozen serve hundreds of concurrent requests.
+# so a few dozen serve hundreds of concurrent requests; more callers wait for one.
 MAX_CONNECTIONS = 64
 
 
@@ -57,20 +56,20 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8") -> bytes | None:
     return b"".join(out)
 
 
-async def execute(client: aredis.Redis, commands: Sequence[Command]) -> list[Any]:
-    """Send `commands` in one write on a pooled connection and read every reply.
+async def execute(lender: ConnectionLender, commands: Sequence[Command]) -> list[Any]:
+    """Send `commands` in one write on a lent connection and read every reply.
 
     Any failure (an error reply, a timeout, a cancellation) disconnects the connection
-    before it goes back to the pool, so no later call reads this call's replies.
+    before it goes back to the lender, so no later call reads this call's replies.
     """
-    pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    conn = await lender.borrow()
     try:
         encoder = conn.encoder
         packed = pack(commands, encoder.encoding) if encoder.encoding_errors == "strict" else None
         if packed is None:
-            packed = conn.pack_commands(commands)
-        await conn.send_packed_command(packed, check_health=False)
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        else:
+            await conn.send_packed_command(packed, check_health=False)
         # timeout=inf: no timer per reply (redis-py arms one for every read otherwise,
         # which cost as much as the round trip); the caller's deadline bounds the call.
         return [await conn.read_response(timeout=math.inf) for _ in commands]
@@ -78,7 +77,7 @@ async def execute(client: aredis.Redis, commands: Sequence[Command]) -> list[Any
         await conn.disconnect(nowait=True)
         raise
     finally:
-        await pool.release(conn)
+        lender.give_back(conn)
 
 
 class AsyncTaskClient:
@@ -87,22 +86,17 @@ class AsyncTaskClient:
     def __init__(self, client: TaskClient) -> None:
         self.client = client
         settings = client.settings
-        # The bound the thread hop had (redis_timeout + 1): it covers the wait for a pooled
+        # The bound the thread hop had (redis_timeout + 1): it covers the wait for a lent
         # connection and for the loop under load, not only Redis's answer.
         self.deadline = settings.redis_timeout + 1
 
-        def connect(url: str) -> aredis.Redis:
-            # A bounded pool that makes callers wait for a free connection (within their
-            # deadline): redis-py's default pool raises "Too many connections" past its
-            # limit, which answered 503 to a burst of 128 concurrent submits.
-            pool = aredis.BlockingConnectionPool.from_url(
+        def connect(url: str) -> ConnectionLender:
+            return ConnectionLender(
                 url,
-                max_connections=MAX_CONNECTIONS,
-                timeout=None,
+                MAX_CONNECTIONS,
                 socket_connect_timeout=settings.redis_timeout,
                 socket_timeout=settings.redis_timeout,
             )
-            return aredis.Redis.from_pool(pool)  # closing the client closes the pool
 
         self.broker = connect(settings.broker_url)
         self.results = self.broker if client.shared_redis else connect(settings.result_backend_url)
@@ -162,7 +156,7 @@ class AsyncTaskClient:
         return describe_meta(task_id, meta)
 
     async def close(self) -> None:
-        """Close the connection pools."""
+        """Close the connections."""
         await self.broker.aclose()
         if self.results is not self.broker:
             await self.results.aclose()
