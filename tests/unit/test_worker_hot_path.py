@@ -8,8 +8,9 @@ import redis.asyncio
 from kombu.transport import redis as kombu_redis
 from redis._parsers import _AsyncHiredisParser, _HiredisParser
 
-from background import catalog_only, deferred_flush, kombu_client
+from background import catalog_only, deferred_flush
 from background.catalog_only import CatalogOnlyConsumer
+from celery_harder import kombu_client
 
 
 class FakePool:

@@ -4,6 +4,7 @@ from typing import Any
 
 from celery import Celery
 
+from celery_harder import kombu_client, publish_batch
 from celery_harder.client_backend import client_backend_url
 from celery_harder.settings import Settings, get_settings
 from celery_harder.worker_backend import worker_backend_url
@@ -135,6 +136,7 @@ def create_celery_app(
     in one round trip (WorkerRedisBackend).
     """
     settings = settings or get_settings()
+    kombu_client.install()
     backend = settings.result_backend_url
     if send_only:
         backend = client_backend_url(backend)
@@ -149,4 +151,5 @@ def create_celery_app(
     if send_only:
         # Clients answer 503 within redis_timeout; they must never wait out an outage.
         app.conf.result_backend_always_retry = False
+        publish_batch.install(app)
     return app

@@ -1,11 +1,10 @@
 """The worker's Celery app, as in the seed: `celery -A background.celery.celery_app worker`."""
 
-from background import kombu_client, pop_and_record, unacked
+from background import pop_and_record, unacked
 from background.heartbeat import HeartbeatStep
 from background.timer_purge import TimerPurgeStep
 from celery_harder.celery_config import create_celery_app
 
-kombu_client.install()
 unacked.install()
 pop_and_record.install()
 celery_app = create_celery_app(

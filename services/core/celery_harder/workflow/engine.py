@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from celery_harder import keys
+from celery_harder.publish_batch import batched_sends
 from celery_harder.results import READY_STATES, TaskStatus, describe_meta
 from celery_harder.task_client import REDIS_ERRORS, BrokerUnavailable, TaskClient
 from celery_harder.workflow.compiler import Leaf, compile_canvas, workflow_leaves
@@ -144,10 +145,11 @@ class WorkflowEngine:
         if deadline:
             # Workers drop a leaf received after the deadline, even if nobody cancels it.
             options["expires"] = deadline
+        app = self.client.app
+        canvas = compile_canvas(app, wid, planned.tree, options, default_queue=self.settings.queue)
         try:
-            compile_canvas(
-                self.client.app, wid, planned.tree, options, default_queue=self.settings.queue
-            ).apply_async()
+            with batched_sends(app):
+                canvas.apply_async()
         except REDIS_ERRORS:
             self.redis.delete(key)
             self.redis.zrem(keys.WORKFLOW_DEADLINES, wid)

@@ -3,10 +3,12 @@
 kombu's Redis channel builds a new `redis.Redis` around its connection pool for
 every command it sends outside the consumer's poller (`Channel.conn_or_acquire`):
 the `unacked` bookkeeping of each delivered message (QoS.append), each ack
-(QoS.ack) and each event publish. Building a client rebuilds redis-py's
-case-insensitive table of response callbacks (a few hundred `str.upper` calls), and
-in the worker's main process, which does all three per task, that was about a
-tenth of its CPU while draining a queue (py-spy, bench B2). The client holds no
+(QoS.ack), each task message and each event publish. Building a client rebuilds
+redis-py's case-insensitive table of response callbacks (a few hundred `str.upper`
+calls). In the worker's main process, which does the first three per task, that was
+about a tenth of its CPU while draining a queue (py-spy, bench B2); in a client
+sending a canvas (the API's POST /workflows, the operator), two clients per task sent.
+Every app create_celery_app makes installs it. The client holds no
 connection of its own: it borrows one from the channel's pool per command, as
 before, so sharing it changes no command and no connection. It is rebuilt when the
 channel's pool is (a reconnect makes a new channel, and so a new pool).
