@@ -5,14 +5,19 @@ commands a script runs too) and a subscriber on the task's channel sees what is
 published, as the operator and result waiters do.
 """
 
+import base64
 import json
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
+from typing import Any
 
 import pytest
 import redis
 from celery import Celery
+from celery.app.task import Context
+from redis.connection import AbstractConnection
 
 from celery_harder.celery_config import create_celery_app
 from celery_harder.settings import Settings
@@ -93,3 +98,82 @@ def test_a_stored_success_is_never_overwritten_nor_republished(
     meta = json.loads(r.get(key) or b"{}")
     assert (meta["status"], meta["result"]) == ("SUCCESS", 1)
     assert published(pubsub, 1) == []
+
+
+def chord_member(group_id: str, index: int, body: Any) -> tuple[str, Context]:
+    """A header task of the chord `group_id` as the worker's tracer sees it."""
+    task_id = str(uuid.uuid4())
+    request = Context(id=task_id, group=group_id, group_index=index, chord=body)
+    return task_id, request
+
+
+def chord_writes(monkeypatch: pytest.MonkeyPatch, fn: Any) -> int:
+    """Socket writes redis-py's connections make while `fn` runs (one per round trip)."""
+    count = [0]
+    send = AbstractConnection.send_packed_command
+
+    def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        count[0] += 1
+        send(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    try:
+        fn()
+    finally:
+        monkeypatch.undo()
+    return count[0]
+
+
+def run_chord(app: Celery, r: redis.Redis, size: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Complete a chord's `size` header tasks (results 0..size-1) through mark_as_done;
+    the socket writes of each but the last, which also sends the body."""
+    group_id = str(uuid.uuid4())
+    app.backend.set_chord_size(group_id, size)
+    writes = []
+    for i in range(size):
+        task_id, request = chord_member(group_id, i, dict(app.signature("xsum")))
+        writes.append(chord_writes(monkeypatch, partial(app.backend.mark_as_done, task_id, i,
+                                                        request=request)))  # fmt: skip
+        meta = json.loads(r.get(app.backend.get_key_for_task(task_id)) or b"{}")
+        assert (meta["status"], meta["result"]) == ("SUCCESS", i)
+    return writes[:-1]
+
+
+def sent_bodies(r: redis.Redis) -> list[Any]:
+    """The positional arguments of every xsum message queued on the default queue."""
+    found = []
+    for raw in r.lrange("celery", 0, -1):
+        message = json.loads(raw)
+        if message["headers"]["task"] == "xsum":
+            found.append(json.loads(base64.b64decode(message["body"]))[0])
+    return found
+
+
+def test_a_chord_header_tasks_success_and_count_share_one_round_trip(
+    worker_app: Celery, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker_app.backend.mark_as_started(str(uuid.uuid4()))  # scripts loaded, connection made
+    run_chord(worker_app, r, 2, monkeypatch)  # Celery's chord script loaded too
+    r.delete("celery")
+    writes = run_chord(worker_app, r, 4, monkeypatch)
+    assert writes == [1, 1, 1]  # Celery's backend: the store, then the count, two each
+    assert sent_bodies(r) == [[[0, 1, 2, 3]]]  # the body, once, with every result in order
+
+
+def test_scripts_redis_lost_are_loaded_again_and_nothing_counts_twice(
+    worker_app: Celery, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r.script_flush()  # as after a Redis restart: neither script is known
+    run_chord(worker_app, r, 3, monkeypatch)
+    # A count run twice would have sent the body at the second task, with two results.
+    assert sent_bodies(r) == [[[0, 1, 2]]]
+
+
+def test_a_chord_task_without_a_group_still_stores_its_success(
+    worker_app: Celery, r: redis.Redis
+) -> None:
+    task_id = str(uuid.uuid4())
+    request = Context(id=task_id, group=None, chord=dict(worker_app.signature("xsum")))
+    worker_app.backend.mark_as_done(task_id, 7, request=request)
+    meta = json.loads(r.get(worker_app.backend.get_key_for_task(task_id)) or b"{}")
+    assert (meta["status"], meta["result"]) == ("SUCCESS", 7)
