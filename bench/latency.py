@@ -6,11 +6,14 @@ task returns time.time() as its result; the BRPOP consumer answers with the time
 right after BRPOP. Enqueue time is time.time() just before the submit call, so the
 figure includes the client's submit cost. A trial ends when the task's result is
 stored (Celery publishes each stored state on its key's channel), so trials never
-overlap. All on one machine: one clock.
+overlap. All on one machine: one clock. Raw Celery's client runs in a child process
+(bench/apps/raw_celery_client.py), unpatched by celery-harder's client apps.
 """
 
 import json
+import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -20,7 +23,15 @@ import redis
 from celery import Celery
 
 from bench.apps import raw_brpop
-from bench.procs import PYTHON, blocking_pop, raw_celery_worker, running_program, wait_for
+from bench.procs import (
+    PYTHON,
+    ROOT,
+    bench_env,
+    blocking_pop,
+    raw_celery_worker,
+    running_program,
+    wait_for,
+)
 from bench.sizes import Size
 from bench.stats import Figure, Results, Row, check, ratios
 from celery_harder import keys
@@ -69,19 +80,37 @@ def celery_harder_trials(server: RedisServer, trials: int) -> Callable[[], list[
     return run
 
 
-def raw_celery_trials(server: RedisServer, trials: int) -> Callable[[], list[float]]:
-    url = server.url(RAW_DB)
+def run_raw_celery_trials(url: str) -> Callable[[int], list[float]]:
+    """Raw Celery's trials on `url`, run where they are called (the raw client's process)."""
     app = Celery("raw_client", broker=url, backend=url)
-    pubsub = server.client(RAW_DB).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = redis.Redis.from_url(url).pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.psubscribe("celery-task-meta-*")
 
-    def run() -> list[float]:
+    def run(trials: int) -> list[float]:
         took = []
         for _ in range(trials):
             enqueued = time.time()
             result = app.send_task("raw.started_at")
             meta = wait_stored(pubsub, f"celery-task-meta-{result.id}")
             took.append(float(meta["result"]) - enqueued)  # type: ignore[arg-type]
+        return took
+
+    return run
+
+
+def raw_celery_trials(server: RedisServer, trials: int) -> Callable[[], list[float]]:
+    """Raw Celery's trials in a child process (bench.apps.raw_celery_client): never in
+    this one, whose celery-harder client patches kombu."""
+    cmd = [PYTHON, "-m", "bench.apps.raw_celery_client", server.url(RAW_DB), str(trials)]
+
+    def run() -> list[float]:
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, **bench_env()},
+            cwd=ROOT, timeout=TRIAL_TIMEOUT * 2, check=False,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"raw Celery client failed: {out.stderr[-2000:]}")
+        took: list[float] = json.loads(out.stdout)
         return took
 
     return run
@@ -157,6 +186,8 @@ def run(server: RedisServer, workdir: Path, size: Size) -> Results:
         f"B3: {size.trials} trials per repetition and system, one task in flight at a time "
         f"(the next is sent once the previous result is stored), after one round of warm-up. "
         f"Both workers prefork with {size.concurrency} processes; raw Celery on its own Redis "
-        "database of the same server."
+        "database of the same server, its client in a process of its own that imports no "
+        "celery-harder app (bench/apps/raw_celery_client.py: the client apps' kombu patch "
+        "would speed its sends up too), with 20 warm-up trials per run."
     )
     return results
