@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from redis.connection import AbstractConnection
 
 from celery_harder.publish_batch import BATCH_COMMANDS, batched_sends
 from celery_harder.settings import Settings
 from celery_harder.task_client import TaskClient, create_task_client
 from celery_harder.workflow.engine import WorkflowEngine
 from celery_harder_dev.stack import RedisServer
+from tests.support.socket_writes import socket_writes
 
 DB = 12  # no worker consumes it: what is sent stays in the lists
 PER_MESSAGE = {"id", "root_id", "parent_id", "group", "correlation_id", "delivery_tag"}
@@ -40,21 +40,6 @@ def queued(server: RedisServer) -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in reversed(server.client(DB).lrange("celery", 0, -1))]
 
 
-def writes_during(monkeypatch: pytest.MonkeyPatch, fn: Any) -> int:
-    """How many socket writes redis-py's sync connections make while `fn` runs."""
-    count = [0]
-    send = AbstractConnection.send_packed_command
-
-    def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-        count[0] += 1
-        send(self, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    fn()
-    monkeypatch.undo()
-    return count[0]
-
-
 def chord(n: int) -> dict[str, Any]:
     return {
         "chord": {
@@ -71,7 +56,7 @@ def test_a_chord_is_sent_in_a_few_round_trips_not_one_per_message(
     engine.submit(chord(1))  # connections made, queue bound: what every later chord skips
     redis_server.client(DB).delete("celery")
     planned = engine.plan(chord(100))
-    writes = writes_during(monkeypatch, lambda: engine.dispatch(planned))
+    writes = socket_writes(monkeypatch, lambda: engine.dispatch(planned))
     messages = queued(redis_server)
     assert len(messages) == 100  # the header; the body waits for it
     headers = [m["headers"] for m in messages]

@@ -17,12 +17,12 @@ import pytest
 import redis
 from celery import Celery
 from celery.app.task import Context
-from redis.connection import AbstractConnection
 
 from celery_harder.celery_config import create_celery_app
 from celery_harder.settings import Settings
 from celery_harder.worker_backend import WorkerRedisBackend
 from celery_harder_dev.stack import RedisServer
+from tests.support.socket_writes import socket_writes
 
 
 @pytest.fixture
@@ -107,23 +107,6 @@ def chord_member(group_id: str, index: int, body: Any) -> tuple[str, Context]:
     return task_id, request
 
 
-def chord_writes(monkeypatch: pytest.MonkeyPatch, fn: Any) -> int:
-    """Socket writes redis-py's connections make while `fn` runs (one per round trip)."""
-    count = [0]
-    send = AbstractConnection.send_packed_command
-
-    def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
-        count[0] += 1
-        send(self, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    try:
-        fn()
-    finally:
-        monkeypatch.undo()
-    return count[0]
-
-
 def run_chord(app: Celery, r: redis.Redis, size: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Complete a chord's `size` header tasks (results 0..size-1) through mark_as_done;
     the socket writes of each but the last, which also sends the body."""
@@ -132,7 +115,7 @@ def run_chord(app: Celery, r: redis.Redis, size: int, monkeypatch: pytest.Monkey
     writes = []
     for i in range(size):
         task_id, request = chord_member(group_id, i, dict(app.signature("xsum")))
-        writes.append(chord_writes(monkeypatch, partial(app.backend.mark_as_done, task_id, i,
+        writes.append(socket_writes(monkeypatch, partial(app.backend.mark_as_done, task_id, i,
                                                         request=request)))  # fmt: skip
         meta = json.loads(r.get(app.backend.get_key_for_task(task_id)) or b"{}")
         assert (meta["status"], meta["result"]) == ("SUCCESS", i)
