@@ -51,6 +51,14 @@ return 1
 )
 
 
+class HeldWrite(threading.local):
+    """The state write a chord header task holds for its chord count. Celery gives each
+    thread a backend of its own; this holds per thread even for one shared backend."""
+
+    holding = False
+    write: tuple[list[Any], list[Any]] | None = None
+
+
 class WorkerRedisBackend(RedisBackend):  # type: ignore[misc]
     """RedisBackend whose state writes take one round trip and cannot overwrite a SUCCESS."""
 
@@ -87,11 +95,8 @@ class WorkerRedisBackend(RedisBackend):  # type: ignore[misc]
         return result
 
     @cached_property
-    def _held(self) -> threading.local:
-        """The state write a chord header task holds for its chord count (per thread)."""
-        held = threading.local()
-        held.holding, held.write = False, None
-        return held
+    def _held(self) -> "HeldWrite":
+        return HeldWrite()
 
     def mark_as_done(
         self,
@@ -133,16 +138,22 @@ class WorkerRedisBackend(RedisBackend):  # type: ignore[misc]
     def _chord_part_return_script(self) -> Any:
         """Celery's chord script; while a write is held, the script sent together with it."""
         script = self._chord_script
-        if self._held.write is None:
+        held = self._held.write
+        if held is None:
             return script
-        return partial(self._count_with_held_write, script)
+        return partial(self._count_with_held_write, script, held)
 
     @cached_property
     def _chord_script(self) -> Any:
         return super()._chord_part_return_script
 
     def _count_with_held_write(
-        self, script: Any, keys: list[Any], args: list[Any], client: Any
+        self,
+        script: Any,
+        held: tuple[list[Any], list[Any]],
+        keys: list[Any],
+        args: list[Any],
+        client: Any,
     ) -> Any:
         """The held state write, then Celery's chord script, in one round trip.
 
@@ -150,7 +161,7 @@ class WorkerRedisBackend(RedisBackend):  # type: ignore[misc]
         round trip per pipeline: a script Redis lost (a restart, SCRIPT FLUSH) answers
         NOSCRIPT and is run again on its own, which loads it; nothing runs twice.
         """
-        store_keys, store_args = self._held.write
+        store_keys, store_args = held
         pipe = client.pipeline(transaction=False)
         pipe.evalsha(self._store_script.sha, len(store_keys), *store_keys, *store_args)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
