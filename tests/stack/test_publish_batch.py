@@ -22,7 +22,7 @@ from celery_harder.workflow.engine import WorkflowEngine
 from celery_harder_dev.stack import RedisServer
 from tests.support.socket_writes import socket_writes
 
-DB = 12  # no worker consumes it: what is sent stays in the lists
+DB = 13  # no worker consumes it (test_fast_profile.py has 12): what is sent stays
 PER_MESSAGE = {"id", "root_id", "parent_id", "group", "correlation_id", "delivery_tag"}
 
 
