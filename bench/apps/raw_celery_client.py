@@ -10,16 +10,15 @@ prints the N enqueue-to-start times (seconds) as JSON.
 import json
 import sys
 
-from kombu.transport import redis as kombu_redis
-
 from bench.latency import run_raw_celery_trials
+from celery_harder import kombu_client
 
 WARMUP = 20
 
 
 def main() -> None:
     url, trials = sys.argv[1], int(sys.argv[2])
-    if getattr(kombu_redis.Channel._create_client, "celery_harder_cached", False):
+    if kombu_client.installed():
         raise SystemExit("kombu is patched by celery-harder: not a raw Celery client")
     run = run_raw_celery_trials(url)
     run(WARMUP)  # connections, imports, the worker's first tasks

@@ -66,10 +66,8 @@ async def execute(lender: ConnectionLender, commands: Sequence[Command]) -> list
     try:
         encoder = conn.encoder
         packed = pack(commands, encoder.encoding) if encoder.encoding_errors == "strict" else None
-        if packed is None:
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-        else:
-            await conn.send_packed_command(packed, check_health=False)
+        payload = packed if packed is not None else conn.pack_commands(commands)
+        await conn.send_packed_command(payload, check_health=False)
         # timeout=inf: no timer per reply (redis-py arms one for every read otherwise,
         # which cost as much as the round trip); the caller's deadline bounds the call.
         return [await conn.read_response(timeout=math.inf) for _ in commands]

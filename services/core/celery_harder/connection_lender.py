@@ -24,7 +24,7 @@ class ConnectionLender:
 
     def __init__(self, url: str, limit: int, **options: Any) -> None:
         # redis-py's pool stays the factory: URL parsing, connection class, options.
-        self._factory = aredis.ConnectionPool.from_url(url, max_connections=limit, **options)
+        self._factory = aredis.ConnectionPool.from_url(url, **options)
         self._slots = asyncio.Semaphore(limit)
         self._idle: list[AbstractConnection] = []
         self._made: list[AbstractConnection] = []

@@ -19,13 +19,19 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 
 _CACHE = "_celery_harder_sync_client"
+_MARKER = "celery_harder_cached"  # set on the patched method
+
+
+def installed() -> bool:
+    """Whether kombu's Redis channel carries this patch (in this process)."""
+    return bool(getattr(kombu_redis.Channel._create_client, _MARKER, False))
 
 
 def install() -> None:
     """Patch kombu's Redis channel once (idempotent)."""
-    channel = kombu_redis.Channel
-    if getattr(channel._create_client, "celery_harder_cached", False):
+    if installed():
         return
+    channel = kombu_redis.Channel
     original = channel._create_client
 
     def _create_client(self: Any, asynchronous: bool = False) -> Any:
@@ -38,5 +44,5 @@ def install() -> None:
             self.__dict__[_CACHE] = cached
         return cached[1]
 
-    _create_client.celery_harder_cached = True  # type: ignore[attr-defined]
+    setattr(_create_client, _MARKER, True)
     channel._create_client = _create_client
